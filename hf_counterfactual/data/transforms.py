@@ -1,0 +1,153 @@
+"""Transforms from `datasets` rows to model inputs: image decoding and the multi-label collator."""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def decode_image(obj: Any) -> PIL.Image.Image:
+    """Return a fully loaded PIL image from any image form found in a `datasets` row.
+
+    Accepts a PIL image, a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), a `datasets`
+    image dict `{"path": ..., "bytes": ...}` (bytes win when both are set), or a file path.
+    Pixels are loaded here, so a missing, empty, truncated or corrupt file raises `OSError` now
+    rather than inside a later transform. PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` is never turned
+    on: a truncated file is an error, not an image padded with grey.
+    """
+    if isinstance(obj, PIL.Image.Image):
+        obj.load()
+        return obj
+    if isinstance(obj, np.ndarray):
+        if obj.dtype != np.uint8 or not (obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (3, 4))):
+            raise ValueError(
+                f"Expected a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), got {obj.dtype} "
+                f"{obj.shape}; scale it to 0..255 and use .astype(np.uint8)."
+            )
+        return PIL.Image.fromarray(obj)
+    if isinstance(obj, dict):
+        if obj.get("bytes") is not None:
+            source = BytesIO(obj["bytes"])
+        elif obj.get("path") is not None:
+            source = obj["path"]
+        else:
+            raise ValueError("Image dict has neither 'bytes' nor 'path' set.")
+    elif isinstance(obj, str | os.PathLike):
+        source = obj
+    else:
+        raise TypeError(
+            f"Cannot read an image from {type(obj).__name__}; pass a PIL image, a uint8 array, "
+            "a {'path', 'bytes'} dict or a file path."
+        )
+    with PIL.Image.open(source) as image:
+        image.load()
+    return image
+
+
+def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """RGB version of `image`, as HF image processors' `do_convert_rgb`, with two choices made explicit.
+
+    Transparent pixels are composited onto black (transformers' `convert_to_rgb` uses white; black
+    matches the dark backgrounds of the item and canvas images used here). 16-bit grayscale is
+    scaled to 8 bits; PIL's own conversion would clip it to white.
+    """
+    if image.mode.startswith("I;16"):
+        return PIL.Image.fromarray((np.asarray(image, dtype=np.uint32) // 257).astype(np.uint8)).convert(
+            "RGB"
+        )
+    if image.has_transparency_data:
+        background = PIL.Image.new("RGBA", image.size, (0, 0, 0, 255))
+        background.alpha_composite(image.convert("RGBA"))
+        return background.convert("RGB")
+    return image.convert("RGB")
+
+
+@dataclass
+class MultiLabelCollator:
+    """Collate `datasets` rows into `pixel_values` (B, 3, S, S) and multi-hot `labels` (B, num_labels).
+
+    Each row holds an image (any form `decode_image` reads) in `image_column` and a list of class
+    ids in `labels_column`. Images are converted to RGB (see `_to_rgb`; with `convert_rgb=False`
+    a non-RGB image is an error), resized bilinearly to `image_size` x `image_size`, scaled to
+    [0, 1] and normalised with `image_mean` / `image_std`.
+
+    A row whose image cannot be decoded (missing, empty, truncated or corrupt file) is skipped:
+    the batch comes back without it, `skipped` counts it and a warning names it. Each DataLoader
+    worker process keeps its own count. A batch with no decodable image, or a label outside
+    [0, num_labels), raises ValueError.
+    """
+
+    num_labels: int
+    image_size: int
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    convert_rgb: bool = True
+    image_column: str = "image"
+    labels_column: str = "labels"
+    skipped: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.image_mean) != 3 or len(self.image_std) != 3:
+            raise ValueError(
+                f"image_mean and image_std need 3 values (R, G, B), got {self.image_mean} and {self.image_std}."
+            )
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("Got an empty batch.")
+        pixels, targets = [], []
+        for index, example in enumerate(examples):
+            labels = example[self.labels_column]
+            if not isinstance(labels, list | tuple | np.ndarray):
+                raise ValueError(
+                    f"Sample {index}: '{self.labels_column}' must be a list of class ids, got {labels!r}."
+                )
+            for label in labels:
+                if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
+                    raise ValueError(
+                        f"Sample {index} has label {label!r}; labels must be class ids in [0, {self.num_labels})."
+                    )
+            raw = example[self.image_column]
+            try:
+                image = decode_image(raw)
+            except OSError as e:
+                self.skipped += 1
+                path = raw.get("path") if isinstance(raw, dict) else raw
+                where = f"sample {index} of the batch" + (
+                    f" ({path})" if isinstance(path, str | os.PathLike) else ""
+                )
+                logger.warning(
+                    "Skipping %s: cannot decode its image: %s (%d skipped so far).", where, e, self.skipped
+                )
+                continue
+            if image.mode != "RGB":
+                if not self.convert_rgb:
+                    raise ValueError(
+                        f"Sample {index} has a {image.mode!r} image, not RGB; set convert_rgb=True to convert it."
+                    )
+                image = _to_rgb(image)
+            if image.size != (self.image_size, self.image_size):
+                image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
+            pixels.append(np.asarray(image))
+            target = np.zeros(self.num_labels, dtype=np.float32)
+            target[np.asarray(labels, dtype=np.int64)] = 1.0
+            targets.append(target)
+        if not pixels:
+            raise ValueError(
+                f"None of the {len(examples)} images in this batch could be decoded (see the warnings); "
+                "check the image files of your dataset."
+            )
+        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        return {
+            "pixel_values": ((pixel_values - mean) / std).contiguous(),
+            "labels": torch.from_numpy(np.stack(targets)),
+        }
