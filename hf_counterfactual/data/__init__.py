@@ -1,0 +1,34 @@
+"""Data: sources (Hub when online, local fallbacks) and transforms to model inputs."""
+
+from .sources import (
+    DEBIAN_FASHION_MNIST_DIR,
+    FASHION_MNIST_HUB_ID,
+    FASHION_MNIST_LABELS,
+    ITEM_SOURCES,
+    VOC_CLASSES,
+    DataSourceNotFoundError,
+    load_coco_multilabel,
+    load_digits_dataset,
+    load_fashion_mnist,
+    load_item_source,
+    load_voc_multilabel,
+    read_idx,
+)
+from .transforms import MultiLabelCollator, decode_image
+
+__all__ = [
+    "DEBIAN_FASHION_MNIST_DIR",
+    "FASHION_MNIST_HUB_ID",
+    "FASHION_MNIST_LABELS",
+    "ITEM_SOURCES",
+    "VOC_CLASSES",
+    "DataSourceNotFoundError",
+    "MultiLabelCollator",
+    "decode_image",
+    "load_coco_multilabel",
+    "load_digits_dataset",
+    "load_fashion_mnist",
+    "load_item_source",
+    "load_voc_multilabel",
+    "read_idx",
+]

@@ -1,0 +1,63 @@
+"""The settings of the one training loop every method shares (parsed by `HfArgumentParser`)."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, checkpointing and logging settings of `hf_counterfactual.training.train`."""
+
+    output_dir: str = field(
+        default="outputs/run", metadata={"help": "Where checkpoints, the model and metrics go."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for weights, data order and augmentation."})
+    num_epochs: int = field(default=1, metadata={"help": "Passes over the training set."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Stop after this many optimizer steps (overrides num_epochs)."}
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "Global batch per optimizer micro-step, split across processes (so 1 and N processes "
+            "see the same batches)."
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimizer step."}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    lr_scheduler: str = field(
+        default="onecycle",
+        metadata={
+            "help": "'onecycle' (cosine one-cycle, as the PAT paper) or any transformers scheduler name "
+            "('linear', 'cosine', 'constant', ...)."
+        },
+    )
+    warmup_ratio: float = field(
+        default=0.2, metadata={"help": "Warm-up fraction of all steps (OneCycle pct_start)."}
+    )
+    max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16' (Accelerate)."})
+    checkpointing_steps: int | None = field(
+        default=None, metadata={"help": "Save an Accelerate checkpoint every N optimizer steps."}
+    )
+    checkpoints_total_limit: int | None = field(
+        default=2, metadata={"help": "Keep at most this many checkpoints."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest under output_dir."}
+    )
+    log_with: str | None = field(
+        default=None, metadata={"help": "Accelerate tracker: 'tensorboard', 'wandb', 'all', ... (None: off)."}
+    )
+    logging_steps: int = field(default=20, metadata={"help": "Log the loss every N optimizer steps."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Batch size for prediction."})
+    disable_progress_bar: bool = field(default=False, metadata={"help": "Hide the tqdm bars."})
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch_size and gradient_accumulation_steps must be >= 1.")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")

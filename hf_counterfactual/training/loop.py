@@ -1,0 +1,200 @@
+"""The one Accelerate training loop. Methods bring a model, a dataset, a collator and a step function.
+
+A step function maps (model, batch) to (loss, logs): `model(**batch).loss` for models that compute
+their own loss, something else for methods with extra terms. Everything else -- devices, mixed
+precision, gradient accumulation, DDP, checkpoints and resume, logging -- lives here, once.
+"""
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+StepFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+
+
+def model_loss_step(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Default step: the model computes its own loss from the batch."""
+    loss = model(**batch).loss
+    return loss, {"loss": loss.item()}
+
+
+@dataclass
+class TrainProgress:
+    """Optimizer steps done; saved in every checkpoint so a resumed run knows where it stopped."""
+
+    step: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+def make_accelerator(config: TrainingConfig) -> Accelerator:
+    """An Accelerator with the loop's conventions: global batch split across processes, seeded order."""
+    return Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=config.log_with,
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir,
+            automatic_checkpoint_naming=True,
+            total_limit=config.checkpoints_total_limit,
+        ),
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True),
+    )
+
+
+def _resolve_checkpoint(config: TrainingConfig) -> str | None:
+    if config.resume_from_checkpoint != "latest":
+        return config.resume_from_checkpoint
+    root = os.path.join(config.output_dir, "checkpoints")
+    names = [n for n in os.listdir(root) if n.startswith("checkpoint_")] if os.path.isdir(root) else []
+    if not names:
+        return None
+    return os.path.join(root, max(names, key=lambda n: int(n.split("_")[-1])))
+
+
+def train(
+    config: TrainingConfig,
+    model: torch.nn.Module,
+    train_dataset,
+    collate_fn: Callable,
+    step_fn: StepFn = model_loss_step,
+    accelerator: Accelerator | None = None,
+    tracker_name: str = "hf-counterfactual",
+) -> torch.nn.Module:
+    """Train `model` on `train_dataset` and return the unwrapped model (also saved to output_dir)."""
+    accelerator = accelerator or make_accelerator(config)
+    if config.batch_size % accelerator.num_processes:
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by the {accelerator.num_processes} processes."
+        )
+    set_seed(config.seed)
+    dataloader = DataLoader(
+        train_dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        collate_fn=collate_fn,
+        num_workers=config.num_workers,
+    )
+    steps_per_epoch = math.ceil(len(dataloader) / config.gradient_accumulation_steps)
+    total_steps = config.max_steps or config.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.lr_scheduler == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=config.warmup_ratio
+        )
+    else:
+        scheduler = get_scheduler(
+            config.lr_scheduler,
+            optimizer,
+            num_warmup_steps=int(config.warmup_ratio * total_steps),
+            num_training_steps=total_steps,
+        )
+    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+    progress = TrainProgress()
+    accelerator.register_for_checkpointing(progress)
+
+    checkpoint = _resolve_checkpoint(config)
+    if checkpoint:
+        accelerator.load_state(checkpoint)
+        # automatic checkpoint naming continues from the folder we resumed
+        accelerator.project_configuration.iteration = int(checkpoint.rstrip("/").split("_")[-1]) + 1
+        logger.info("resumed from %s at step %d", checkpoint, progress.step)
+    if config.log_with:
+        accelerator.init_trackers(
+            tracker_name, config={k: v for k, v in asdict(config).items() if v is not None}
+        )
+
+    bar = tqdm(
+        total=total_steps,
+        initial=progress.step,
+        desc="train",
+        disable=config.disable_progress_bar or not accelerator.is_local_main_process,
+    )
+    start_epoch = progress.step // steps_per_epoch
+    skip_batches = (progress.step % steps_per_epoch) * config.gradient_accumulation_steps
+    model.train()
+    for epoch in range(start_epoch, num_epochs):
+        dataloader.set_epoch(epoch)
+        batches = dataloader
+        if epoch == start_epoch and skip_batches:
+            batches = accelerator.skip_first_batches(dataloader, skip_batches)
+        for batch in batches:
+            if progress.step >= total_steps:
+                break
+            with accelerator.accumulate(model):
+                loss, logs = step_fn(model, batch)
+                if not torch.isfinite(loss):
+                    accelerator.save_state()
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at step {progress.step}; state saved under {config.output_dir}/checkpoints."
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            progress.step += 1
+            bar.update(1)
+            if progress.step % config.logging_steps == 0 or progress.step == total_steps:
+                logs = {**logs, "lr": scheduler.get_last_lr()[0], "epoch": epoch}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+                accelerator.log(logs, step=progress.step)
+            if config.checkpointing_steps and progress.step % config.checkpointing_steps == 0:
+                accelerator.save_state()
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    if hasattr(unwrapped, "save_pretrained"):
+        unwrapped.save_pretrained(
+            config.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+        )
+    accelerator.end_training()
+    return unwrapped
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset,
+    collate_fn: Callable,
+    score_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
+    batch_size: int = 64,
+    accelerator: Accelerator | None = None,
+    desc: str = "predict",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels for every example, gathered across processes (duplicates from padding dropped)."""
+    accelerator = accelerator or Accelerator()
+    dataloader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn))
+    model = model.to(accelerator.device).eval()
+    scores, labels = [], []
+    for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        batch_scores = score_fn(model, batch).float()
+        batch_scores, batch_labels = accelerator.gather_for_metrics((batch_scores, batch["labels"]))
+        scores.append(batch_scores.cpu())
+        labels.append(batch_labels.cpu())
+    return torch.cat(scores).numpy(), torch.cat(labels).numpy()
