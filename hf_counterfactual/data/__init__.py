@@ -1,5 +1,6 @@
 """Data: sources (Hub when online, local fallbacks) and transforms to model inputs."""
 
+from .mosaics import CooccurrenceMosaicConfig, build_cooccurrence_mosaics, mosaic_config_of
 from .sources import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_HUB_ID,
@@ -17,6 +18,9 @@ from .sources import (
 from .transforms import MultiLabelCollator, decode_image
 
 __all__ = [
+    "CooccurrenceMosaicConfig",
+    "build_cooccurrence_mosaics",
+    "mosaic_config_of",
     "DEBIAN_FASHION_MNIST_DIR",
     "FASHION_MNIST_HUB_ID",
     "FASHION_MNIST_LABELS",
