@@ -193,7 +193,8 @@ def predict(
     model = model.to(accelerator.device).eval()
     scores, labels = [], []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        batch_scores = score_fn(model, batch).float()
+        with accelerator.autocast():
+            batch_scores = score_fn(model, batch).float()
         batch_scores, batch_labels = accelerator.gather_for_metrics((batch_scores, batch["labels"]))
         scores.append(batch_scores.cpu())
         labels.append(batch_labels.cpu())

@@ -1,0 +1,118 @@
+"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, bench).
+
+Every sub-command runs unchanged under `accelerate launch -m hf_counterfactual.cli ...`.
+"""
+
+import argparse
+import json
+import logging
+import os
+
+
+def _write_json(data: dict, path: str | None) -> None:
+    text = json.dumps(data, indent=2)
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        print(f"wrote {path}")
+    else:
+        print(text)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training.recipes import run_recipe
+
+    results = run_recipe(args.recipe, args.overrides)
+    print(json.dumps({k: v for k, v in results.items() if k != "pairs"}, indent=2, default=str))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import datasets
+    from transformers import AutoModelForImageClassification
+
+    from .data import MultiLabelCollator, mosaic_config_of
+    from .models.pat import PatchingInference
+    from .training.pat_trainer import evaluate_multilabel
+
+    data = datasets.load_from_disk(args.dataset)
+    model = AutoModelForImageClassification.from_pretrained(args.model)
+    pairs = json.loads(args.pairs) if args.pairs else mosaic_config_of(data["test"]).biased_pairs
+    image_size = args.image_size or data["test"][0]["image"].size[0]
+    collator = MultiLabelCollator(model.config.num_labels, image_size)
+    results = {"model": evaluate_multilabel(model, data, collator, pairs, args.recall)}
+    if args.pat_i:
+        results["pat_i"] = evaluate_multilabel(
+            PatchingInference(model, args.grid_size), data, collator, pairs, args.recall
+        )
+    _write_json(results, args.json)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench.pat import run_pat_benchmark
+
+    scale = "quick" if args.quick else "full"
+    result = run_pat_benchmark(
+        scale, seeds=args.seeds, item_source=args.item_source, output_dir=args.output_dir
+    )
+    _write_json(result, args.json)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from .report import run_quickstart
+
+    run_quickstart(args.out, item_source=args.item_source)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-counterfactual", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "quickstart", help="Run every method at small scale; write report.md, figures, results.json."
+    )
+    p.add_argument("--out", default="outputs/quickstart")
+    p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("train", help="Run a recipe: hf-counterfactual train RECIPE.yaml key=value ...")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="key=value (nested: mosaic.strength=0.8)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="Multi-label metrics (mAP, CFPR, conditional AUROC) of a trained model."
+    )
+    p.add_argument("--model", required=True, help="Folder or Hub id of a multi-label image classifier.")
+    p.add_argument("--dataset", required=True, help="save_to_disk folder with validation and test splits.")
+    p.add_argument("--pairs", help="JSON [[i, j], ...] for CFPR(i|j); default: the mosaic's biased pairs.")
+    p.add_argument("--pat-i", action="store_true", help="Also evaluate with patching-based inference.")
+    p.add_argument("--grid-size", type=int, default=2)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--recall", type=float, default=0.9)
+    p.add_argument("--json", help="Write results here instead of stdout.")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="Benchmarks as JSON: bench pat --quick --json FILE")
+    p.add_argument(
+        "method",
+        choices=["pat"],
+        help="Method to benchmark (fido, cgn, robust-ft arrive with their methods).",
+    )
+    p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
+    p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")
+    p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
+    p.add_argument("--output-dir", default="outputs/bench/pat")
+    p.add_argument("--json", help="Write results here instead of stdout.")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
