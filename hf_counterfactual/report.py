@@ -73,7 +73,9 @@ def _pat_section(result: dict) -> str:
     )
 
 
-def run_quickstart(out: str = "outputs/quickstart", item_source: str = "auto") -> dict:
+def run_quickstart(
+    out: str = "outputs/quickstart", item_source: str = "auto", pat_scale: str = "quickstart"
+) -> dict:
     """Run every method implemented so far at small scale and write the report to `out`."""
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageClassification
 
-from ..data import MultiLabelCollator
+from ..data import CooccurrenceMosaicConfig, MultiLabelCollator
 from ..models.pat import PatchingInference
 from ..training import TrainingConfig
 from ..training.pat_config import PatTrainConfig
@@ -22,20 +22,8 @@ from ..training.pat_trainer import load_pat_data, run_pat
 
 logger = logging.getLogger(__name__)
 
-# Mosaic design (see benchmarks/README.md): distinctive target classes, each with a companion; half the
-# targets drawn small (hard_scale) so the whole-image view barely resolves them and the companion is
-# the easy cue, while a 2x-zoomed patch resolves them.
-MOSAIC = {
-    "canvas_size": 64,
-    "biased_pairs": [[1, 0], [8, 2], [7, 4], [3, 6], [9, 5]],
-    "strength": 0.9,
-    "hard_fraction": 0.5,
-    "hard_scale": 0.4,
-    "hard_contrast": 1.0,
-    "occlusion": 0.0,
-    "noise_std": 0.05,
-}
 SCALES = {
+    "smoke": {"num_train": 96, "num_validation": 64, "num_test": 64, "num_epochs": 1, "seeds": [0]},  # tests
     "quickstart": {"num_train": 3000, "num_validation": 600, "num_test": 1200, "num_epochs": 6, "seeds": [0]},
     "quick": {"num_train": 5000, "num_validation": 1000, "num_test": 2000, "num_epochs": 8, "seeds": [0]},
     "full": {
@@ -87,7 +75,7 @@ def run_pat_benchmark(
     seeds = seeds if seeds is not None else settings.pop("seeds")
     settings.pop("seeds", None)
     num_epochs = settings.pop("num_epochs")
-    base = PatTrainConfig(variant="plain", item_source=item_source, mosaic={**MOSAIC, **settings})
+    base = PatTrainConfig(variant="plain", item_source=item_source, mosaic=settings)
     per_seed = []
     for seed in seeds:
         data, pairs = load_pat_data(base, seed=seed)
@@ -134,7 +122,7 @@ def run_pat_benchmark(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(),
         "num_epochs": num_epochs,
-        "mosaic": base.mosaic,
+        "mosaic": dataclasses.asdict(CooccurrenceMosaicConfig(**base.mosaic)),
         "pairs": pairs,
         "recall_target": base.recall,
         "variants": variants,

@@ -92,6 +92,9 @@ def train(
         shuffle=True,
         collate_fn=collate_fn,
         num_workers=config.num_workers,
+        # its own generator: starting an epoch must not draw from the global RNG, or a resumed run
+        # (which starts one extra, batch-skipping iterator) gets a shifted dropout / augmentation stream
+        generator=torch.Generator().manual_seed(config.seed),
     )
     steps_per_epoch = math.ceil(len(dataloader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or config.num_epochs * steps_per_epoch

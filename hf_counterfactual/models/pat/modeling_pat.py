@@ -111,7 +111,8 @@ class PatPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 class PatForMultiLabelClassification(PatPreTrainedModel):
@@ -123,7 +124,8 @@ class PatForMultiLabelClassification(PatPreTrainedModel):
         hidden = _pooled_size(config.backbone_config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(hidden, config.num_labels)  # fc1: whole image
-        self.patch_attention = nn.Linear(hidden, config.num_labels)  # fc2: which patch is the pivot
+        # fc2: which patch is the pivot; no bias, a per-class shift cancels in the softmax over patches
+        self.patch_attention = nn.Linear(hidden, config.num_labels, bias=False)
         self.patch_classifier = nn.Linear(hidden, config.num_labels)  # fc3: class logits per patch
         self.post_init()
 

@@ -1,0 +1,196 @@
+"""The one Accelerate loop: it learns, resumes to the same weights, and runs as 1 or 2 processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from torch.utils.data import default_collate
+from transformers import ResNetConfig, ViTConfig
+
+from hf_counterfactual import PatConfig, PatForMultiLabelClassification
+from hf_counterfactual.training import TrainingConfig, model_loss_step, train
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test builds its own Accelerator; don't let the singleton state leak between tests."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def toy_dataset(n: int = 16, num_labels: int = 3, seed: int = 0) -> list[dict]:
+    """Label c is on when channel c is shifted up: learnable from pixels in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.rand(n, num_labels, generator=g) < 0.5).float()
+    pixels = torch.randn(n, 3, 16, 16, generator=g) * 0.5 + 1.5 * labels[:, :, None, None]
+    return [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(n)]
+
+
+def tiny_vit_pat(seed: int = 0, dropout: float = 0.0) -> PatForMultiLabelClassification:
+    """No BatchNorm, so 1 and 2 processes compute the same gradients up to float error."""
+    torch.manual_seed(seed)
+    backbone = ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=16,
+        patch_size=8,
+        hidden_dropout_prob=dropout,
+    )
+    config = PatConfig(backbone_config=backbone, num_labels=3, classifier_dropout=dropout)
+    return PatForMultiLabelClassification(config)
+
+
+def run_config(output_dir, **kwargs) -> TrainingConfig:
+    defaults = dict(
+        output_dir=str(output_dir), batch_size=4, learning_rate=1e-2, disable_progress_bar=True, seed=0
+    )
+    return TrainingConfig(**{**defaults, **kwargs})
+
+
+def test_training_reduces_loss_and_saves_safetensors(tmp_path):
+    torch.manual_seed(0)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    model = PatForMultiLabelClassification(PatConfig(backbone_config=backbone, num_labels=3))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = []
+
+    def recording_step(model, batch):
+        loss, logs = model_loss_step(model, batch)
+        losses.append(loss.item())
+        return loss, logs
+
+    config = run_config(tmp_path, num_epochs=3, lr_scheduler="constant")
+    trained = train(config, model, toy_dataset(16), default_collate, step_fn=recording_step)
+
+    assert len(losses) == 12  # 3 epochs of 16 / 4 batches
+    first_epoch, last_epoch = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last_epoch < 0.75 * first_epoch, losses
+    assert not torch.equal(trained.classifier.weight, initial["classifier.weight"])
+    assert not torch.equal(
+        trained.backbone.embedder.embedder.convolution.weight,
+        initial["backbone.embedder.embedder.convolution.weight"],
+    )
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
+    reloaded = PatForMultiLabelClassification.from_pretrained(tmp_path)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in reloaded.state_dict().items())
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
+    """Interrupted after the step-3 checkpoint, then resumed with 'latest': same weights as one run.
+
+    16 samples / batch 4 = 4 steps an epoch, so the 6 steps cross an epoch and the resume starts
+    mid-epoch (skipped batches); dropout makes the restored RNG matter.
+    """
+    data = toy_dataset(16)
+
+    full = train(
+        run_config(tmp_path / "a", max_steps=6, checkpointing_steps=3),
+        tiny_vit_pat(dropout=0.2),
+        data,
+        default_collate,
+    )
+
+    calls = 0
+
+    def crashing_step(model, batch):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise KeyboardInterrupt("simulated interruption")
+        return model_loss_step(model, batch)
+
+    config_b = run_config(tmp_path / "b", max_steps=6, checkpointing_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_b, tiny_vit_pat(dropout=0.2), data, default_collate, step_fn=crashing_step)
+    assert os.listdir(tmp_path / "b" / "checkpoints") == ["checkpoint_0"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+    config_b.resume_from_checkpoint = "latest"
+    resumed = train(config_b, tiny_vit_pat(seed=1, dropout=0.2), data, default_collate)
+
+    expected, got = full.state_dict(), resumed.state_dict()
+    assert not torch.equal(expected["classifier.weight"], tiny_vit_pat(seed=1).classifier.weight)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=0, msg=name)
+    # the resumed run kept numbering checkpoints after the one it resumed from
+    assert sorted(os.listdir(tmp_path / "b" / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]
+
+
+def ddp_worker(folder: str) -> None:
+    """Runs in each debug_launcher process (module level, so the launcher script can import it)."""
+    data = toy_dataset(16)
+    try:
+        train(run_config(os.path.join(folder, "odd"), batch_size=3), tiny_vit_pat(), data, default_collate)
+        error = None
+    except ValueError as e:
+        error = str(e)
+    train(run_config(os.path.join(folder, "ddp"), max_steps=6), tiny_vit_pat(), data, default_collate)
+    if torch.distributed.get_rank() == 0:
+        with open(os.path.join(folder, "result.json"), "w") as f:
+            json.dump({"world_size": torch.distributed.get_world_size(), "odd_batch_error": error}, f)
+
+
+# debug_launcher forks; a fork of a process whose OpenMP pool already ran (this pytest process) hangs
+# in libgomp, so the launcher runs from a fresh interpreter that computes nothing before forking.
+LAUNCH = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from accelerate import debug_launcher
+from test_loop import ddp_worker
+debug_launcher(ddp_worker, args=(sys.argv[2],), num_processes=2)
+"""
+
+
+def test_two_processes_match_one_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    here = os.path.dirname(os.path.abspath(__file__))
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCH, here, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+
+    single = train(
+        run_config(tmp_path / "single", max_steps=6), tiny_vit_pat(), toy_dataset(16), default_collate
+    )
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["world_size"] == 2
+    assert result["odd_batch_error"] == "batch_size=3 must be divisible by the 2 processes."
+    two = PatForMultiLabelClassification.from_pretrained(tmp_path / "ddp").state_dict()
+    one = single.state_dict()
+    assert two.keys() == one.keys()
+    assert not torch.equal(one["classifier.weight"], tiny_vit_pat().classifier.weight)  # it did train
+    # Attention logits (the PAT patch-attention head, ViT keys) enter only through a softmax, which
+    # ignores a shift shared by all patches / keys: those directions have zero true gradient, so Adam
+    # turns float noise there into lr-sized steps. They cannot change any output; all else must match.
+    shift_invariant = [n for n in one if n.startswith("patch_attention.") or n.endswith("k_proj.bias")]
+    for name in one.keys() - shift_invariant:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4, msg=name)
+    model_two = tiny_vit_pat().eval()
+    model_two.load_state_dict(two)
+    batch = default_collate(toy_dataset(16))
+    with torch.no_grad():
+        expected, got = single.eval()(**batch), model_two(**batch)
+    torch.testing.assert_close(got.logits, expected.logits, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got.pivot_logits, expected.pivot_logits, atol=1e-6, rtol=1e-5)
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="mixed_precision must be 'no', 'fp16' or 'bf16', got 'fp8'"):
+        TrainingConfig(mixed_precision="fp8")
+    with pytest.raises(ValueError, match="batch_size and gradient_accumulation_steps must be >= 1"):
+        TrainingConfig(batch_size=0)
