@@ -79,7 +79,12 @@ def train(
     accelerator: Accelerator | None = None,
     tracker_name: str = "hf-counterfactual",
 ) -> torch.nn.Module:
-    """Train `model` on `train_dataset` and return the unwrapped model (also saved to output_dir)."""
+    """Train `model` on `train_dataset` and return the unwrapped model (also saved to output_dir).
+
+    Pass an `accelerator` to keep using it afterwards (e.g. for `predict`); its owner then calls
+    `end_training()`, which also closes the process group.
+    """
+    owns_accelerator = accelerator is None
     accelerator = accelerator or make_accelerator(config)
     if config.batch_size % accelerator.num_processes:
         raise ValueError(
@@ -176,7 +181,8 @@ def train(
         unwrapped.save_pretrained(
             config.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
         )
-    accelerator.end_training()
+    if owns_accelerator:
+        accelerator.end_training()
     return unwrapped
 
 

@@ -9,6 +9,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from ..data import (
@@ -160,6 +161,7 @@ def run_pat(
     collator = MultiLabelCollator(
         len(label_names), cfg.image_size, tuple(cfg.image_mean), tuple(cfg.image_std)
     )
+    set_seed(train_cfg.seed)  # the same initial weights in every run and process
     model = build_pat_model(cfg, label_names)
 
     start = time.perf_counter()
@@ -175,4 +177,5 @@ def run_pat(
     if accelerator.is_main_process:
         with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=2)
+    accelerator.end_training()
     return results
