@@ -79,9 +79,7 @@ def run_quickstart(
     """Run every method implemented so far at small scale and write the report to `out`."""
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
-    pat = run_pat_benchmark(
-        "quickstart", item_source=item_source, output_dir=os.path.join(out, "runs", "pat")
-    )
+    pat = run_pat_benchmark(pat_scale, item_source=item_source, output_dir=os.path.join(out, "runs", "pat"))
     plot_pat_cfpr(pat, os.path.join(out, "pat_cfpr.png"))
     plot_mosaics(item_source, pat["mosaic"], os.path.join(out, "pat_mosaics.png"))
     results = {"pat": pat, "seconds": time.perf_counter() - start}

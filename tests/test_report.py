@@ -1,0 +1,24 @@
+"""quickstart writes report.md, results.json and the figures, with numbers in the PAT section."""
+
+import json
+
+from hf_counterfactual.cli import main
+
+
+def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, capsys):
+    import hf_counterfactual.report as report
+
+    real = report.run_quickstart
+    monkeypatch.setattr(
+        report, "run_quickstart", lambda out, item_source: real(out, item_source, pat_scale="smoke")
+    )
+    main(["quickstart", "--out", str(tmp_path), "--item-source", "digits"])
+
+    text = (tmp_path / "report.md").read_text()
+    assert "## PAT" in text and "| plain |" in text and "| pat_t |" in text and "| pat_i |" in text
+    assert "CFPR reduction: PAT-T" in text
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["pat"]["variants"]) == {"plain", "pat_t", "pat_i"}
+    for png in ("pat_cfpr.png", "pat_mosaics.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "quickstart summary" in capsys.readouterr().out
