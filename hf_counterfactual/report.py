@@ -36,10 +36,11 @@ def plot_mosaics(item_source: str, mosaic: dict, path: str, n: int = 8) -> None:
     """A row of training mosaics with their labels, to show what the models saw."""
     config = CooccurrenceMosaicConfig(**{**mosaic, "num_train": n, "num_validation": 1, "num_test": 1})
     data = build_cooccurrence_mosaics(config, load_item_source(item_source))["train"]
-    fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.3))
+    names = data.features["labels"].feature.names
+    fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.6))
     for ax, row in zip(axes, data, strict=True):
         ax.imshow(row["image"])
-        ax.set_title(",".join(map(str, row["labels"])), fontsize=9)
+        ax.set_title("\n".join(names[i] for i in row["labels"]), fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -65,6 +66,9 @@ def _pat_section(result: dict) -> str:
             "",
             f"CFPR reduction: PAT-T {result['cfpr_reduction_pat_t']:.1%}, PAT-I {result['cfpr_reduction_pat_i']:.1%}. "
             f"PAT-I costs {result['pat_i_time_vs_floor']:.2f}x its floor ((1+g^2) batched forwards).",
+            "",
+            "At quickstart scale (minutes on a CPU) the models are under-trained and one seed is noisy; "
+            "`hf-counterfactual bench pat` measures the effect at larger scale (benchmarks/README.md).",
             "",
             "![CFPR per pair](pat_cfpr.png)",
             "",
