@@ -40,7 +40,11 @@ def asymmetric_loss(
 
 
 def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor, config: PatConfig) -> torch.Tensor:
-    """The loss named by `config.loss`, on the same (sum over classes, mean over batch) scale."""
+    """The loss named by `config.loss`, on the same (sum over classes, mean over batch) scale.
+
+    `config` is anything with `loss` and `asl_*` fields: a `PatConfig`, or a `PatTrainConfig` for a
+    plain model trained with the same loss.
+    """
     labels = labels.to(logits.dtype)
     if config.loss == "bce":
         return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / logits.shape[0]
@@ -69,6 +73,26 @@ def split_into_patches(
         align = False if mode in ("bilinear", "bicubic") else None
         patches = F.interpolate(patches, size=(size, size), mode=mode, align_corners=align)
     return patches.view(b, g * g, c, size, size)
+
+
+def whole_and_patches(
+    fn, pixel_values: torch.Tensor, grid_size: int, patch_size: int | None = None, mode: str = "bilinear"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fn` on the whole images (B, ...) and on their patches (B, g^2, ...).
+
+    When the patches are resized to the input size (patch_size None), both go through `fn` in ONE
+    batched call of (1 + g^2) B images, as the reference code does; otherwise in two calls.
+    """
+    b = pixel_values.shape[0]
+    patches = split_into_patches(pixel_values, grid_size, patch_size, mode)
+    k = patches.shape[1]
+    patches = patches.flatten(0, 1)
+    if patches.shape[-2:] == pixel_values.shape[-2:]:
+        out = fn(torch.cat([pixel_values, patches]))
+        whole, per_patch = out[:b], out[b:]
+    else:
+        whole, per_patch = fn(pixel_values), fn(patches)
+    return whole, per_patch.view(b, k, *per_patch.shape[1:])
 
 
 def soft_pivot_logits(attention_logits: torch.Tensor, patch_logits: torch.Tensor) -> torch.Tensor:
@@ -154,17 +178,11 @@ class PatForMultiLabelClassification(PatPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> PatOutput:
         cfg = self.config
-        b = pixel_values.shape[0]
-        patches = split_into_patches(pixel_values, cfg.grid_size, cfg.patch_size, cfg.patch_interpolation)
-        k = patches.shape[1]
-        patches = patches.flatten(0, 1)
-        if patches.shape[-2:] == pixel_values.shape[-2:]:
-            features = self.pooled_features(torch.cat([pixel_values, patches]))  # one batched call
-            whole, per_patch = features[:b], features[b:]
-        else:
-            whole, per_patch = self.pooled_features(pixel_values), self.pooled_features(patches)
+        whole, per_patch = whole_and_patches(
+            self.pooled_features, pixel_values, cfg.grid_size, cfg.patch_size, cfg.patch_interpolation
+        )
         whole = self.dropout(whole)
-        per_patch = self.dropout(per_patch).view(b, k, -1)
+        per_patch = self.dropout(per_patch)
 
         whole_logits = self.classifier(whole)
         attention_logits = self.patch_attention(per_patch)
@@ -197,4 +215,5 @@ __all__ = [
     "multilabel_loss",
     "soft_pivot_logits",
     "split_into_patches",
+    "whole_and_patches",
 ]

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..adapters import classifier_logits
-from .modeling_pat import PatOutput, soft_pivot_logits, split_into_patches
+from .modeling_pat import PatOutput, soft_pivot_logits, whole_and_patches
 
 
 class PatchingInference(nn.Module):
@@ -27,17 +27,13 @@ class PatchingInference(nn.Module):
         self.mode = mode
 
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> PatOutput:
-        b = pixel_values.shape[0]
-        patches = split_into_patches(pixel_values, self.grid_size, self.patch_size, self.mode)
-        k = patches.shape[1]
-        patches = patches.flatten(0, 1)
-        if patches.shape[-2:] == pixel_values.shape[-2:]:
-            all_logits = classifier_logits(self.model, torch.cat([pixel_values, patches]))
-            whole_logits, patch_logits = all_logits[:b], all_logits[b:]
-        else:
-            whole_logits = classifier_logits(self.model, pixel_values)
-            patch_logits = classifier_logits(self.model, patches)
-        patch_logits = patch_logits.view(b, k, -1)
+        whole_logits, patch_logits = whole_and_patches(
+            lambda x: classifier_logits(self.model, x),
+            pixel_values,
+            self.grid_size,
+            self.patch_size,
+            self.mode,
+        )
         pivot_logits = soft_pivot_logits(patch_logits, patch_logits)
         return PatOutput(
             logits=(whole_logits + pivot_logits) / 2,
