@@ -15,16 +15,6 @@ from hf_counterfactual import PatConfig, PatForMultiLabelClassification
 from hf_counterfactual.training import TrainingConfig, model_loss_step, train
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each test builds its own Accelerator; don't let the singleton state leak between tests."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def toy_dataset(n: int = 16, num_labels: int = 3, seed: int = 0) -> list[dict]:
     """Label c is on when channel c is shifted up: learnable from pixels in a few steps."""
     g = torch.Generator().manual_seed(seed)

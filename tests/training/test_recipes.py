@@ -90,3 +90,20 @@ def test_train_cli_runs_a_recipe_end_to_end(tmp_path, recipe):
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert set(evaluated) == {"model", "pat_i"}
     assert evaluated["model"]["map"] == pytest.approx(metrics[variant]["map"], abs=1e-6)
+
+
+def test_bf16_gradient_accumulation_checkpoints_and_resume(tmp_path):
+    out = tmp_path / "run"
+    common = [
+        os.path.join(RECIPES, "mosaics_pat_t_small.yaml"),
+        *TINY,
+        f"output_dir={out}",
+        "mixed_precision=bf16",
+    ]
+    main(["train", *common, "gradient_accumulation_steps=2", "checkpointing_steps=1"])
+    # 48 canvases / batch 16 = 3 micro-batches -> 2 optimizer steps, one checkpoint each
+    assert sorted(os.listdir(out / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]
+    first = json.loads((out / "metrics.json").read_text())["pat_t"]["map"]
+    # resuming from the last checkpoint has nothing left to train and reproduces the model
+    main(["train", *common, "gradient_accumulation_steps=2", "resume_from_checkpoint=latest"])
+    assert json.loads((out / "metrics.json").read_text())["pat_t"]["map"] == pytest.approx(first, abs=1e-6)
