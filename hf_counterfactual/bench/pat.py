@@ -72,9 +72,8 @@ def run_pat_benchmark(
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
     settings = dict(SCALES[scale])
-    seeds = seeds if seeds is not None else settings.pop("seeds")
-    settings.pop("seeds", None)
-    num_epochs = settings.pop("num_epochs")
+    default_seeds, num_epochs = settings.pop("seeds"), settings.pop("num_epochs")
+    seeds = seeds or default_seeds
     base = PatTrainConfig(variant="plain", item_source=item_source, mosaic=settings)
     per_seed = []
     for seed in seeds:
@@ -96,7 +95,7 @@ def run_pat_benchmark(
             os.path.join(output_dir, f"seed{seed}", "plain")
         )
         collator = MultiLabelCollator(model.config.num_labels, base.image_size)
-        batch = collator([data["test"][i] for i in range(64)])["pixel_values"]
+        batch = collator([data["test"][i] for i in range(min(64, len(data["test"])))])["pixel_values"]
         result = {
             "seed": seed,
             "plain": _summary(plain["plain"], plain["train_seconds"] + plain["plain"]["eval_seconds"]),
