@@ -1,8 +1,17 @@
 """hf-counterfactual: counterfactual robustness and explanations for Hugging Face vision models."""
 
+from .explain import FidoConfig, FidoExplainer
 from .models.pat import PatchingInference, PatConfig, PatForMultiLabelClassification
 from .training import TrainingConfig, train
 
 __version__ = "0.1.0"
 
-__all__ = ["PatConfig", "PatForMultiLabelClassification", "PatchingInference", "TrainingConfig", "train"]
+__all__ = [
+    "FidoConfig",
+    "FidoExplainer",
+    "PatConfig",
+    "PatForMultiLabelClassification",
+    "PatchingInference",
+    "TrainingConfig",
+    "train",
+]

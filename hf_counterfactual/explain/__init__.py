@@ -1,0 +1,18 @@
+"""Explainers: FIDO counterfactual saliency (arXiv 1807.08024) and its infillers."""
+
+from .fido import FidoConfig, FidoExplainer, FidoResult, concrete_keep_mask, log_odds
+from .infillers import INFILLERS, BlurInfiller, LocalInfiller, MeanInfiller, NoiseInfiller, get_infiller
+
+__all__ = [
+    "INFILLERS",
+    "BlurInfiller",
+    "FidoConfig",
+    "FidoExplainer",
+    "FidoResult",
+    "LocalInfiller",
+    "MeanInfiller",
+    "NoiseInfiller",
+    "concrete_keep_mask",
+    "get_infiller",
+    "log_odds",
+]
