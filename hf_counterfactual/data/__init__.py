@@ -1,5 +1,6 @@
 """Data: sources (Hub when online, local fallbacks) and transforms to model inputs."""
 
+from .localisation import LocalisationSceneConfig, build_localisation_scenes, localisation_config_of
 from .mosaics import CooccurrenceMosaicConfig, build_cooccurrence_mosaics, mosaic_config_of
 from .sources import (
     DEBIAN_FASHION_MNIST_DIR,
@@ -18,6 +19,9 @@ from .sources import (
 from .transforms import MultiLabelCollator, decode_image
 
 __all__ = [
+    "LocalisationSceneConfig",
+    "build_localisation_scenes",
+    "localisation_config_of",
     "CooccurrenceMosaicConfig",
     "build_cooccurrence_mosaics",
     "mosaic_config_of",

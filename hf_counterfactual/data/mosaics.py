@@ -7,12 +7,13 @@ occluded, so a plain model learns to lean on the companion. In test the companio
 "companion without target" canvases exist in number and the shortcut shows up as false positives.
 """
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
 from PIL import Image
+
+from .builders import builder_config_of, builder_description, item_pools
 
 SPLITS = ("train", "validation", "test")
 
@@ -77,13 +78,6 @@ class CooccurrenceMosaicConfig:
             )
         if len(set(flat)) != len(flat):
             raise ValueError(f"a class may appear in only one biased pair: {self.biased_pairs}.")
-
-
-def _item_pools(source: datasets.Dataset) -> dict[int, np.ndarray]:
-    """class id -> (n, h, w) float32 grayscale items in [0, 1]."""
-    images = np.stack([np.asarray(im.convert("L"), dtype=np.float32) / 255.0 for im in source["image"]])
-    labels = np.asarray(source["label"])
-    return {int(c): images[labels == c] for c in np.unique(labels)}
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -181,9 +175,9 @@ def build_cooccurrence_mosaics(
             "hard": datasets.Sequence(datasets.Value("bool")),
         }
     )
-    description = json.dumps({"builder": "cooccurrence_mosaics", **asdict(config)})
-    train_pools = _item_pools(source["train"])
-    test_pools = _item_pools(source["test"])
+    description = builder_description("cooccurrence_mosaics", config)
+    train_pools = item_pools(source["train"])
+    test_pools = item_pools(source["test"])
     plan = {
         "train": (train_pools, True, config.num_train),
         "validation": (train_pools, True, config.num_validation),
@@ -199,10 +193,4 @@ def build_cooccurrence_mosaics(
 
 def mosaic_config_of(dataset: datasets.Dataset) -> CooccurrenceMosaicConfig:
     """Recover the builder config of a mosaic split (also after `load_from_disk`)."""
-    try:
-        meta = json.loads(dataset.info.description or "")
-    except json.JSONDecodeError:
-        meta = {}
-    if meta.pop("builder", None) != "cooccurrence_mosaics":
-        raise ValueError("this dataset was not made by build_cooccurrence_mosaics (no config in its info).")
-    return CooccurrenceMosaicConfig(**meta)
+    return builder_config_of(dataset, "cooccurrence_mosaics", CooccurrenceMosaicConfig)
