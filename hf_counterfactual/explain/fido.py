@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.adapters import classifier_logits
+from ..models.adapters import check_explain_inputs, check_target_range, classifier_logits
 from .infillers import get_infiller
 
 
@@ -97,28 +97,14 @@ class FidoExplainer:
         cfg = self.config
         if cfg.objective not in ("ssr", "sdr"):
             raise ValueError(f'objective must be "ssr" or "sdr", got {cfg.objective!r}.')
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}."
-            )
-        target = torch.as_tensor(target, device=pixel_values.device)
-        if target.dtype.is_floating_point or target.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}.")
-        b, _, h, w = pixel_values.shape
-        if target.shape != (b,):
-            raise ValueError(
-                f"target must have shape ({b},), one class per image; got {tuple(target.shape)}."
-            )
+        target = check_explain_inputs(pixel_values, target)
 
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 num_classes = classifier_logits(self.model, pixel_values).shape[-1]
-            if target.min() < 0 or target.max() >= num_classes:
-                raise ValueError(
-                    f"target {target.tolist()} out of range for a model with {num_classes} classes."
-                )
+            check_target_range(target, num_classes)
             return self._optimise(pixel_values, target.long())
         finally:
             self.model.train(was_training)

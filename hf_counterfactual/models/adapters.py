@@ -22,3 +22,24 @@ def classifier_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Ten
             f"{tuple(pixel_values.shape)}; wrap it so that model(pixel_values=x).logits is a 2-D tensor."
         )
     return logits
+
+
+def check_explain_inputs(pixel_values: torch.Tensor, target) -> torch.Tensor:
+    """Shared explainer input checks that need no forward pass: 4-D images, one integer class per image."""
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}."
+        )
+    target = torch.as_tensor(target, device=pixel_values.device)
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}.")
+    b = pixel_values.shape[0]
+    if target.shape != (b,):
+        raise ValueError(f"target must have shape ({b},), one class per image; got {tuple(target.shape)}.")
+    return target
+
+
+def check_target_range(target: torch.Tensor, num_classes: int) -> None:
+    """Every target is a class of a model with `num_classes` outputs."""
+    if target.min() < 0 or target.max() >= num_classes:
+        raise ValueError(f"target {target.tolist()} out of range for a model with {num_classes} classes.")
