@@ -8,21 +8,7 @@ from torch import nn
 from transformers import AutoModelForImageClassification, ResNetConfig
 
 from hf_counterfactual.explain.baselines import GradCamExplainer, OcclusionExplainer
-
-
-class QuadrantClassifier(nn.Module):
-    """Class-0 logit = scale * mean red of the top-left quadrant; class-1 logit = 1; class-2 logit = 0."""
-
-    def __init__(self, scale: float = 2.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(scale))
-        self.bias = nn.Parameter(torch.tensor([0.0, 1.0, 0.0]))
-
-    def forward(self, pixel_values):
-        h, w = pixel_values.shape[-2:]
-        evidence = pixel_values[:, 0, : h // 2, : w // 2].mean(dim=(1, 2))
-        zeros = torch.zeros_like(evidence)
-        return torch.stack([self.scale * evidence, zeros, zeros], 1) + self.bias
+from tests.explain.test_fido import QuadrantClassifier  # the same evidence-in-one-quadrant model
 
 
 class TinyCNN(nn.Module):
