@@ -16,7 +16,7 @@ from .sources import (
     load_voc_multilabel,
     read_idx,
 )
-from .transforms import MultiLabelCollator, decode_image
+from .transforms import ImageClassificationCollator, MultiLabelCollator, decode_image
 
 __all__ = [
     "LocalisationSceneConfig",
@@ -31,6 +31,7 @@ __all__ = [
     "ITEM_SOURCES",
     "VOC_CLASSES",
     "DataSourceNotFoundError",
+    "ImageClassificationCollator",
     "MultiLabelCollator",
     "decode_image",
     "load_coco_multilabel",

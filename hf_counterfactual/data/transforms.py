@@ -1,4 +1,4 @@
-"""Transforms from `datasets` rows to model inputs: image decoding and the multi-label collator."""
+"""Transforms from `datasets` rows to model inputs: image decoding, multi-label and single-label collators."""
 
 import logging
 import os
@@ -69,19 +69,73 @@ def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
     return image.convert("RGB")
 
 
+class _ImageBatching:
+    """Decoding, RGB conversion, resizing and normalisation shared by the collators below.
+
+    A row whose image cannot be decoded (missing, empty, truncated or corrupt file) is skipped:
+    the batch comes back without it, `skipped` counts it and a warning names it. Each DataLoader
+    worker process keeps its own count. A batch with no decodable image raises ValueError.
+    """
+
+    image_size: int
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    convert_rgb: bool
+    image_column: str
+    skipped: int
+
+    def __post_init__(self) -> None:
+        if len(self.image_mean) != 3 or len(self.image_std) != 3:
+            raise ValueError(
+                f"image_mean and image_std need 3 values (R, G, B), got {self.image_mean} and {self.image_std}."
+            )
+
+    def _pixels(self, example: dict, index: int) -> np.ndarray | None:
+        """(S, S, 3) uint8 pixels of one row, or None (counted and logged) when its image cannot be read."""
+        raw = example[self.image_column]
+        try:
+            image = decode_image(raw)
+        except OSError as e:
+            self.skipped += 1
+            path = raw.get("path") if isinstance(raw, dict) else raw
+            where = f"sample {index} of the batch" + (
+                f" ({path})" if isinstance(path, str | os.PathLike) else ""
+            )
+            logger.warning(
+                "Skipping %s: cannot decode its image: %s (%d skipped so far).", where, e, self.skipped
+            )
+            return None
+        if image.mode != "RGB":
+            if not self.convert_rgb:
+                raise ValueError(
+                    f"Sample {index} has a {image.mode!r} image, not RGB; set convert_rgb=True to convert it."
+                )
+            image = _to_rgb(image)
+        if image.size != (self.image_size, self.image_size):
+            image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
+        return np.asarray(image)
+
+    def _pixel_values(self, pixels: list[np.ndarray], batch_size: int) -> torch.Tensor:
+        if not pixels:
+            raise ValueError(
+                f"None of the {batch_size} images in this batch could be decoded (see the warnings); "
+                "check the image files of your dataset."
+            )
+        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        return ((pixel_values - mean) / std).contiguous()
+
+
 @dataclass
-class MultiLabelCollator:
+class MultiLabelCollator(_ImageBatching):
     """Collate `datasets` rows into `pixel_values` (B, 3, S, S) and multi-hot `labels` (B, num_labels).
 
     Each row holds an image (any form `decode_image` reads) in `image_column` and a list of class
     ids in `labels_column`. Images are converted to RGB (see `_to_rgb`; with `convert_rgb=False`
     a non-RGB image is an error), resized bilinearly to `image_size` x `image_size`, scaled to
-    [0, 1] and normalised with `image_mean` / `image_std`.
-
-    A row whose image cannot be decoded (missing, empty, truncated or corrupt file) is skipped:
-    the batch comes back without it, `skipped` counts it and a warning names it. Each DataLoader
-    worker process keeps its own count. A batch with no decodable image, or a label outside
-    [0, num_labels), raises ValueError.
+    [0, 1] and normalised with `image_mean` / `image_std`. Undecodable rows are skipped and counted
+    (see `_ImageBatching`); a label outside [0, num_labels) raises ValueError.
     """
 
     num_labels: int
@@ -92,12 +146,6 @@ class MultiLabelCollator:
     image_column: str = "image"
     labels_column: str = "labels"
     skipped: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        if len(self.image_mean) != 3 or len(self.image_std) != 3:
-            raise ValueError(
-                f"image_mean and image_std need 3 values (R, G, B), got {self.image_mean} and {self.image_std}."
-            )
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -114,40 +162,47 @@ class MultiLabelCollator:
                     raise ValueError(
                         f"Sample {index} has label {label!r}; labels must be class ids in [0, {self.num_labels})."
                     )
-            raw = example[self.image_column]
-            try:
-                image = decode_image(raw)
-            except OSError as e:
-                self.skipped += 1
-                path = raw.get("path") if isinstance(raw, dict) else raw
-                where = f"sample {index} of the batch" + (
-                    f" ({path})" if isinstance(path, str | os.PathLike) else ""
-                )
-                logger.warning(
-                    "Skipping %s: cannot decode its image: %s (%d skipped so far).", where, e, self.skipped
-                )
+            image = self._pixels(example, index)
+            if image is None:
                 continue
-            if image.mode != "RGB":
-                if not self.convert_rgb:
-                    raise ValueError(
-                        f"Sample {index} has a {image.mode!r} image, not RGB; set convert_rgb=True to convert it."
-                    )
-                image = _to_rgb(image)
-            if image.size != (self.image_size, self.image_size):
-                image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
-            pixels.append(np.asarray(image))
+            pixels.append(image)
             target = np.zeros(self.num_labels, dtype=np.float32)
             target[np.asarray(labels, dtype=np.int64)] = 1.0
             targets.append(target)
-        if not pixels:
-            raise ValueError(
-                f"None of the {len(examples)} images in this batch could be decoded (see the warnings); "
-                "check the image files of your dataset."
-            )
-        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
-        mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        return {
-            "pixel_values": ((pixel_values - mean) / std).contiguous(),
-            "labels": torch.from_numpy(np.stack(targets)),
-        }
+        pixel_values = self._pixel_values(pixels, len(examples))
+        return {"pixel_values": pixel_values, "labels": torch.from_numpy(np.stack(targets))}
+
+
+@dataclass
+class ImageClassificationCollator(_ImageBatching):
+    """Collate rows with one class id each into `pixel_values` (B, 3, S, S) and `labels` (B,) int64.
+
+    Images are handled as by `MultiLabelCollator`. The default mean 0 / std 1 keeps pixels in [0, 1],
+    the range the infillers and inpainter of `hf_counterfactual.explain` work in.
+    """
+
+    num_labels: int
+    image_size: int
+    image_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    image_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    convert_rgb: bool = True
+    image_column: str = "image"
+    label_column: str = "label"
+    skipped: int = field(default=0, init=False)
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("Got an empty batch.")
+        pixels, targets = [], []
+        for index, example in enumerate(examples):
+            label = example[self.label_column]
+            if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
+                raise ValueError(
+                    f"Sample {index} has label {label!r}; a label must be a class id in [0, {self.num_labels})."
+                )
+            image = self._pixels(example, index)
+            if image is not None:
+                pixels.append(image)
+                targets.append(int(label))
+        pixel_values = self._pixel_values(pixels, len(examples))
+        return {"pixel_values": pixel_values, "labels": torch.tensor(targets, dtype=torch.long)}

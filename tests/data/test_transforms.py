@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from hf_counterfactual.data import transforms
-from hf_counterfactual.data.transforms import MultiLabelCollator, decode_image
+from hf_counterfactual.data.transforms import ImageClassificationCollator, MultiLabelCollator, decode_image
 
 
 def png_bytes(image: PILImage.Image) -> bytes:
@@ -196,3 +196,19 @@ def test_collates_undecoded_dataset_rows(tmp_path):
     assert batch["pixel_values"].shape == (3, 3, 5, 5)
     np.testing.assert_allclose(rgb_of(batch, 2), [200, 0, 0])
     torch.testing.assert_close(batch["labels"], torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0]]))
+
+
+def test_single_label_collator_keeps_pixels_in_unit_range_and_skips_bad_rows(tmp_path):
+    collate = ImageClassificationCollator(num_labels=4, image_size=8)
+    examples = [
+        {"image": solid("RGB", (255, 0, 51)), "label": 3},
+        {"image": str(tmp_path / "missing.png"), "label": 1},
+        {"image": solid("L", 0, size=(20, 30)), "label": 0},
+    ]
+    batch = collate(examples)
+    assert batch["pixel_values"].shape == (2, 3, 8, 8)
+    torch.testing.assert_close(batch["pixel_values"][0, :, 0, 0], torch.tensor([1.0, 0.0, 51 / 255]))
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [3, 0]
+    assert collate.skipped == 1
+    with pytest.raises(ValueError, match=r"label 4; a label must be a class id in \[0, 4\)"):
+        collate([{"image": solid("RGB", (0, 0, 0)), "label": 4}])
