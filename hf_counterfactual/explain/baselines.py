@@ -1,16 +1,22 @@
-"""Baseline saliency explainers to compare FIDO against: occlusion and Grad-CAM.
+"""Baseline saliency explainers to compare FIDO against: occlusion, Grad-CAM and BBMP.
 
 Occlusion (Zeiler & Fergus, arXiv 1311.2901) slides a square of a constant value over the image and
 records how much the target class's softmax probability drops. Grad-CAM (Selvaraju et al., arXiv
 1610.02391) weights a conv layer's activation maps by the spatial mean of the target logit's gradient.
-Both take any classifier through `classifier_logits` and return a (B, H, W) map (high = important).
+BBMP (Fong & Vedaldi, "meaningful perturbations", arXiv 1704.03296) optimises a deterministic mask in
+[0, 1] through an infiller. All take any classifier through `classifier_logits` and return a (B, H, W)
+map (high = important).
 """
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..models.adapters import check_explain_inputs, check_target_range, classifier_logits
+from .fido import log_odds
+from .infillers import get_infiller
 
 
 class OcclusionExplainer:
@@ -133,3 +139,106 @@ class GradCamExplainer:
         cam = F.interpolate(cam, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.amax(dim=(1, 2), keepdim=True)
         return torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
+
+
+@dataclass
+class BbmpConfig:
+    """Settings of `BbmpExplainer`. FIDO's BBMP (methods/fido.md): mask init 1, lambda 5e-3, 300 steps.
+
+    The settings fido.md does not give (grid, optimiser, ramp, TV) default to `FidoConfig`'s, so BBMP and
+    FIDO run under the same schedule and differ only in the mask: deterministic here, sampled in FIDO.
+
+    Args:
+        objective: "sdr" (default; Fong & Vedaldi's deletion game, the form FIDO compares against) or
+            "ssr" (their preservation game).
+        mask_size: side of the square mask grid; 56 for 224 inputs (about 4 x 4 pixels per cell).
+        lambda_: weight of the sparsity term, summed over all input pixels (as in `FidoConfig`).
+        ramp_steps: steps over which the sparsity (and TV) weight ramps linearly from 0 to 1.
+        steps: optimisation steps.
+        lr: Adam learning rate, decayed linearly to 0 over `steps`.
+        tv_weight: weight of the total-variation term on the upsampled mask (0 = off).
+    """
+
+    objective: str = field(default="sdr", metadata={"help": '"sdr" (deletion game) or "ssr" (preservation).'})
+    mask_size: int = field(default=56, metadata={"help": "Grid side of the mask (56 for 224 input)."})
+    lambda_: float = field(default=5e-3, metadata={"help": "Sparsity weight, summed over input pixels."})
+    ramp_steps: int = field(default=30, metadata={"help": "Steps for the regulariser weight to ramp 0->1."})
+    steps: int = field(default=300, metadata={"help": "Optimisation steps."})
+    lr: float = field(default=0.05, metadata={"help": "Adam learning rate, linear decay to 0."})
+    tv_weight: float = field(default=0.0, metadata={"help": "Total-variation weight on the mask (0 = off)."})
+
+    def __post_init__(self):
+        if self.objective not in ("ssr", "sdr"):
+            raise ValueError(f'objective must be "ssr" or "sdr", got {self.objective!r}.')
+
+
+class BbmpExplainer:
+    """BBMP saliency (Fong & Vedaldi 2017) as FIDO's paper runs it: one deterministic mask, no sampling.
+
+    A keep-mask m in [0, 1] on a `mask_size` grid, initialised at 1 (everything kept), is upsampled
+    bilinearly to the input size and composes x_hat = m * x + (1 - m) * G(x, round(m)) with an infiller G
+    (no gradient through G). With s = `log_odds` of the target class the loss per image is
+
+    - "sdr" (Fong & Vedaldi's deletion game, with log-odds as the class score):
+      s(x_hat) + lambda * sum(1 - m), saliency = 1 - m (the deleted region);
+    - "ssr" (preservation game): -s(x_hat) + lambda * sum(m), saliency = m (the kept region);
+
+    sums over input pixels, plus an optional TV term. The mask is optimised with Adam and CLAMPED to
+    [0, 1] after every step (Fong & Vedaldi's projection, not a sigmoid parametrisation), so the returned
+    (B, H, W) map lies in [0, 1]. All images go through the classifier in one call per step; the result
+    for an image does not depend on the rest of its batch (with a deterministic infiller). `infill` is an
+    infiller name ("mean", "blur", "noise", "local") or any infiller callable. The model is put in eval
+    mode (its mode is restored afterwards); gradients are taken with `torch.autograd.grad` w.r.t. the mask
+    only, so model parameters get no `.grad`.
+    """
+
+    def __init__(self, model: nn.Module, config: BbmpConfig | None = None, infill="blur"):
+        self.model = model
+        self.config = config or BbmpConfig()
+        self.infill = get_infiller(infill) if isinstance(infill, str) else infill
+
+    def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = check_explain_inputs(pixel_values, target)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                num_classes = classifier_logits(self.model, pixel_values).shape[-1]
+            check_target_range(target, num_classes)
+            with torch.enable_grad():
+                return self._optimise(pixel_values, target.long())
+        finally:
+            self.model.train(was_training)
+
+    def _optimise(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        b, _, h, w = x.shape
+        mask = torch.ones(b, 1, cfg.mask_size, cfg.mask_size, dtype=x.dtype, device=x.device)
+        mask.requires_grad_()
+        optimizer = torch.optim.Adam([mask], lr=cfg.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 - t / cfg.steps)
+        for step in range(cfg.steps):
+            ramp = min(1.0, step / cfg.ramp_steps) if cfg.ramp_steps > 0 else 1.0
+            m = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
+            with torch.no_grad():
+                fill = self.infill(x, m.round())
+            x_hat = m * x + (1 - m) * fill
+            score = log_odds(classifier_logits(self.model, x_hat), target)
+            if cfg.objective == "sdr":
+                loss = score + ramp * cfg.lambda_ * (1 - m).sum(dim=(1, 2, 3))
+            else:
+                loss = -score + ramp * cfg.lambda_ * m.sum(dim=(1, 2, 3))
+            if cfg.tv_weight > 0:
+                tv = (m[..., 1:, :] - m[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+                tv = tv + (m[..., :, 1:] - m[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+                loss = loss + ramp * cfg.tv_weight * tv
+            # autograd.grad, not backward: the model's .grad stays untouched.
+            (mask.grad,) = torch.autograd.grad(loss.sum(), mask)
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                mask.clamp_(0, 1)
+
+        with torch.no_grad():
+            m = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        return 1 - m if cfg.objective == "sdr" else m

@@ -13,6 +13,8 @@ from .saliency import (
     deletion_insertion_auc,
     mask_iou,
     pointing_game,
+    randomization_sanity_check,
+    randomize_model,
     rank_correlation,
 )
 
@@ -21,6 +23,8 @@ __all__ = [
     "deletion_insertion_auc",
     "mask_iou",
     "pointing_game",
+    "randomization_sanity_check",
+    "randomize_model",
     "rank_correlation",
     "average_precision_per_class",
     "calibrate_thresholds",

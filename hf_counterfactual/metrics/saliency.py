@@ -1,4 +1,5 @@
-"""Saliency-map metrics: pointing game, mask IoU, deletion / insertion AUC, Dabkowski-Gal score, rank correlation.
+"""Saliency-map metrics: pointing game, mask IoU, deletion / insertion AUC, Dabkowski-Gal score, rank
+correlation, and the model-randomisation sanity check.
 
 Maps are ``(B, H, W)`` numpy arrays or torch tensors, higher = more salient. Model-based metrics take
 ``pixel_values`` of shape ``(B, C, H, W)``, integer ``target`` classes of shape ``(B,)`` and any classifier
@@ -7,13 +8,16 @@ that `classifier_logits` accepts; they run under ``torch.no_grad()`` with the mo
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 
 from hf_counterfactual.explain.infillers import BlurInfiller
 from hf_counterfactual.models.adapters import classifier_logits
@@ -23,6 +27,8 @@ __all__ = [
     "deletion_insertion_auc",
     "mask_iou",
     "pointing_game",
+    "randomization_sanity_check",
+    "randomize_model",
     "rank_correlation",
 ]
 
@@ -205,3 +211,96 @@ def rank_correlation(a: Any, b: Any) -> float:
     ry -= ry.mean(axis=1, keepdims=True)
     rho = (rx * ry).sum(axis=1) / np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
     return float(rho.mean())
+
+
+def randomize_model(
+    model: nn.Module, seed: int = 0, layers: Literal["all", "top"] = "all", num_layers: int = 1
+) -> nn.Module:
+    """A deep copy of `model` with its weights re-initialised (Adebayo et al. 2018, arXiv 1810.03292).
+
+    A "layer" is a module that owns parameters directly, in `model.modules()` (registration) order, which
+    for most models is forward order. `layers="all"` re-initialises every layer; `layers="top"` only the
+    last `num_layers` (Adebayo's cascading randomisation from the logits down: call with 1, 2, 3, ...).
+    Inside a transformers `PreTrainedModel` a layer is re-initialised by the nearest such model's
+    `_init_weights` (the model's own init scheme); any parameter that leaves untouched, and every layer
+    outside a `PreTrainedModel`, is re-initialised by the layer's `reset_parameters()`. Normalisation
+    layers are reset too (weight 1, bias 0, running statistics cleared). A parameter that neither
+    touches raises a ValueError. Draws from torch's CPU (and, for weights on a GPU, CUDA) RNG seeded with
+    `seed` inside `torch.random.fork_rng`: the same seed gives the same copy, and the caller's RNG state
+    is kept. The original model is not modified.
+    """
+    if layers not in ("all", "top"):
+        raise ValueError(f'layers must be "all" or "top"; got {layers!r}')
+    randomized = copy.deepcopy(model)
+    owned = [m for m in randomized.modules() if next(m.parameters(recurse=False), None) is not None]
+    if layers == "top":
+        if not 1 <= num_layers <= len(owned):
+            raise ValueError(f"num_layers must be in [1, {len(owned)}] for this model; got {num_layers}")
+        owned = owned[-num_layers:]
+    hf_owner = {}  # module -> nearest enclosing PreTrainedModel (parents are visited before children)
+    for owner in randomized.modules():
+        if isinstance(owner, PreTrainedModel):
+            hf_owner.update({m: owner for m in owner.modules()})
+    for tensor in [*randomized.parameters(), *randomized.buffers()]:
+        if hasattr(tensor, "_is_hf_initialized"):  # transformers skips re-initialising flagged tensors
+            del tensor._is_hf_initialized
+    devices = sorted({p.get_device() for p in randomized.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.random.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        for module in owned:
+            params = dict(module.named_parameters(recurse=False))
+            versions = {name: p._version for name, p in params.items()}
+            if module in hf_owner:
+                hf_owner[module]._init_weights(module)
+            if any(p._version == versions[name] for name, p in params.items()) and hasattr(
+                module, "reset_parameters"
+            ):
+                module.reset_parameters()
+            untouched = [name for name, p in params.items() if p._version == versions[name]]
+            if untouched:
+                raise ValueError(
+                    f"cannot re-initialise {type(module).__name__}.{untouched[0]}: no transformers "
+                    "_init_weights covers it and the module has no reset_parameters(); give it one."
+                )
+    return randomized
+
+
+def randomization_sanity_check(
+    explain_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any],
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    target: Any,
+    seed: int = 0,
+    layers: Literal["all", "top"] = "all",
+    num_layers: int = 1,
+) -> dict[str, Any]:
+    """Model-randomisation sanity check (Adebayo et al. 2018): do the maps change when the weights do?
+
+    `explain_fn(model, pixel_values, target)` returns (B, H, W) maps, e.g.
+    ``lambda m, x, t: FidoExplainer(m, cfg).explain(x, t).saliency``. It is called on `model` and on
+    ``randomize_model(model, seed, layers, num_layers)``, and the two sets of maps are compared with
+    Spearman rank correlation (`rank_correlation`), per image and on absolute values as well (Adebayo
+    report both, since a randomised model may flip a map's sign). A LOW correlation means the explainer
+    PASSES: its maps depend on the learned weights. A correlation near 1 means the maps barely depend
+    on the model (e.g. an edge detector), so they cannot explain it.
+
+    Returns a dict with "rank_correlation" (mean over images), "rank_correlation_per_image" (list of B
+    floats), "abs_rank_correlation" (mean, on |map|), and the maps "saliency" and "randomized_saliency"
+    as (B, H, W) numpy arrays.
+    """
+    randomized = randomize_model(model, seed=seed, layers=layers, num_layers=num_layers)
+    maps, random_maps = _check_maps(
+        explain_fn(model, pixel_values, target),
+        explain_fn(randomized, pixel_values, target),
+        ("explain_fn(model)", "explain_fn(randomized model)"),
+    )
+    per_image = [rank_correlation(a[None], b[None]) for a, b in zip(maps, random_maps, strict=True)]
+    return {
+        "rank_correlation": float(np.mean(per_image)),
+        "rank_correlation_per_image": per_image,
+        "abs_rank_correlation": rank_correlation(np.abs(maps), np.abs(random_maps)),
+        "saliency": maps,
+        "randomized_saliency": random_maps,
+    }

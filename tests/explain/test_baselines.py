@@ -1,4 +1,5 @@
-"""Baselines: occlusion (arXiv 1311.2901) and Grad-CAM (arXiv 1610.02391) saliency, batching, errors."""
+"""Baselines: occlusion (arXiv 1311.2901), Grad-CAM (arXiv 1610.02391) and BBMP (arXiv 1704.03296) saliency,
+batching, errors."""
 
 import math
 
@@ -7,7 +8,12 @@ import torch
 from torch import nn
 from transformers import AutoModelForImageClassification, ResNetConfig
 
-from hf_counterfactual.explain.baselines import GradCamExplainer, OcclusionExplainer
+from hf_counterfactual.explain.baselines import (
+    BbmpConfig,
+    BbmpExplainer,
+    GradCamExplainer,
+    OcclusionExplainer,
+)
 from tests.explain.test_fido import QuadrantClassifier  # the same evidence-in-one-quadrant model
 
 
@@ -45,10 +51,22 @@ def _red_square(b=2, size=16):
     return x
 
 
+def _quadrant_images(b=2, size=16):
+    """Noise plus strong red in the top-left quadrant: the QuadrantClassifier's only evidence for class 0."""
+    x = 0.2 * torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x[:, 0, : size // 2, : size // 2] += 3.0
+    return x
+
+
+def _bbmp_config(**kw):
+    return BbmpConfig(**{**dict(mask_size=4, steps=25, lr=0.2, lambda_=0.02, ramp_steps=5), **kw})
+
+
 def _explainers():
     return [
         OcclusionExplainer(QuadrantClassifier(), window=4, stride=4),
         GradCamExplainer(TinyCNN()),
+        BbmpExplainer(QuadrantClassifier(), _bbmp_config(steps=1)),
     ]
 
 
@@ -146,7 +164,7 @@ def test_occlusion_restores_mode_and_weights():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("explainer", _explainers(), ids=["occlusion", "gradcam"])
+@pytest.mark.parametrize("explainer", _explainers(), ids=["occlusion", "gradcam", "bbmp"])
 def test_input_errors(explainer):
     x = _red_square()
     with pytest.raises(ValueError, match="batch, channels, height, width"):
@@ -157,3 +175,63 @@ def test_input_errors(explainer):
         explainer.explain(x, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="out of range"):
         explainer.explain(x, torch.tensor([0, 7]))
+
+
+@pytest.mark.parametrize(("objective", "infill"), [("sdr", "blur"), ("ssr", "mean")])
+def test_bbmp_finds_the_evidence_quadrant(objective, infill):
+    """SDR deletes (saliency 1 - m), SSR keeps (saliency m) the top-left quadrant, the model's only evidence."""
+    x = _quadrant_images()
+    sal = BbmpExplainer(QuadrantClassifier(), _bbmp_config(objective=objective), infill=infill).explain(
+        x, torch.tensor([0, 0])
+    )
+    assert sal.shape == (2, 16, 16)
+    assert sal.min() >= 0 and sal.max() <= 1
+    inside = torch.zeros(16, 16, dtype=torch.bool)
+    inside[:8, :8] = True
+    assert (sal[:, inside].mean(1) > sal[:, ~inside].mean(1) + 0.5).all()
+    assert inside.flatten()[sal.flatten(1).argmax(1)].all()
+
+
+@pytest.mark.parametrize("objective", ["sdr", "ssr"])
+def test_bbmp_mask_starts_at_one_and_stays_in_unit_interval(objective):
+    x, target = _quadrant_images(), torch.tensor([0, 2])
+    # lr 0: the mask keeps its init 1 (all kept), so SDR saliency 1 - m = 0 and SSR saliency m = 1.
+    frozen = BbmpExplainer(QuadrantClassifier(), _bbmp_config(objective=objective, steps=1, lr=0.0))
+    torch.testing.assert_close(frozen.explain(x, target), torch.full((2, 16, 16), float(objective == "ssr")))
+    # A huge step would leave [0, 1] without the clamp after each step.
+    wild = BbmpExplainer(
+        QuadrantClassifier(), _bbmp_config(objective=objective, steps=5, lr=50.0, tv_weight=1.0)
+    )
+    sal = wild.explain(x, target)
+    assert sal.min() >= 0 and sal.max() <= 1
+    assert sal.min() == 0 and sal.max() == 1  # the clamp was hit on both sides
+
+
+def test_bbmp_batch_equals_per_image_and_model_untouched():
+    model = QuadrantClassifier().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, target = _quadrant_images(), torch.tensor([0, 1])
+    explainer = BbmpExplainer(model, _bbmp_config(steps=10, tv_weight=0.1), infill="local")
+    with torch.no_grad():  # BBMP turns gradients back on for its mask
+        batch = explainer.explain(x, target)
+    single = torch.cat([explainer.explain(x[i : i + 1], target[i : i + 1]) for i in range(2)])
+    torch.testing.assert_close(batch, single, atol=1e-5, rtol=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert model.training
+
+
+def test_bbmp_on_tiny_hf_resnet():
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    model = AutoModelForImageClassification.from_config(config)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    explainer = BbmpExplainer(model, _bbmp_config(mask_size=8, steps=3), infill="mean")
+    sal = explainer.explain(x, torch.tensor([0, 2]))
+    assert sal.shape == (2, 32, 32)
+    assert sal.min() >= 0 and sal.max() <= 1
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_bbmp_config_rejects_unknown_objective():
+    with pytest.raises(ValueError, match='objective must be "ssr" or "sdr"'):
+        BbmpConfig(objective="preserve")

@@ -1,4 +1,5 @@
-"""Tests for saliency metrics, each against a hand computation."""
+"""Tests for saliency metrics, each against a hand computation, and the model-randomisation sanity check
+(Adebayo et al. 2018, arXiv 1810.03292)."""
 
 import math
 
@@ -6,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transformers import ResNetConfig, ResNetForImageClassification
 
 from hf_counterfactual.metrics.saliency import (
     dabkowski_gal_score,
     deletion_insertion_auc,
     mask_iou,
     pointing_game,
+    randomization_sanity_check,
+    randomize_model,
     rank_correlation,
 )
 
@@ -155,3 +159,117 @@ def test_bad_shapes_raise():
         deletion_insertion_auc(model, x, torch.zeros(2, 4, 4), torch.tensor([0, 0]), baseline="noise")
     with pytest.raises(ValueError, match="same shape"):
         rank_correlation(torch.zeros(1, 3, 3), torch.zeros(2, 3, 3))
+
+
+def _small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.GroupNorm(2, 4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+
+
+def _tiny_hf_resnet(tmp_path) -> nn.Module:
+    """Saved and reloaded, so transformers has flagged its tensors as initialised."""
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    ResNetForImageClassification(config).save_pretrained(tmp_path)
+    return ResNetForImageClassification.from_pretrained(tmp_path)
+
+
+def _as_if_trained(model: nn.Module) -> nn.Module:
+    """Move every weight and running statistic away from any init value (1, 0 or a fresh draw)."""
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                t.add_(0.5 + 0.1 * torch.randn(t.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("build", ["cnn", "hf_resnet"])
+def test_randomize_model_reinitialises_every_weight(build, tmp_path):
+    model = _as_if_trained(_small_cnn() if build == "cnn" else _tiny_hf_resnet(tmp_path))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    randomized = randomize_model(model, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # caller's RNG untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
+    new = randomized.state_dict()
+    for name, p in model.named_parameters():
+        if p.numel() > 1:
+            assert not torch.equal(new[name], p), name
+    for name, module in randomized.named_modules():
+        if isinstance(module, nn.BatchNorm2d):  # normalisation reset: running statistics cleared
+            assert (module.running_mean == 0).all() and (module.running_var == 1).all(), name
+            assert (module.weight == 1).all() and (module.bias == 0).all(), name
+    again, other = randomize_model(model, seed=0).state_dict(), randomize_model(model, seed=1).state_dict()
+    assert all(torch.equal(new[k], again[k]) for k in new)
+    assert any(not torch.equal(new[k], other[k]) for k in new)
+
+
+def test_randomize_model_top_layers_and_errors():
+    model = _as_if_trained(_small_cnn())
+    top = randomize_model(model, layers="top", num_layers=1).state_dict()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(top[k], v)}
+    assert changed == {"7.weight", "7.bias"}  # only the Linear head
+    top2 = randomize_model(model, layers="top", num_layers=2).state_dict()
+    assert {k for k, v in model.state_dict().items() if not torch.equal(top2[k], v)} == changed | {
+        "4.weight",
+        "4.bias",
+    }
+    with pytest.raises(ValueError, match="layers must be"):
+        randomize_model(model, layers="bottom")
+    with pytest.raises(ValueError, match=r"num_layers must be in \[1, 5\]"):
+        randomize_model(model, layers="top", num_layers=6)
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+
+    with pytest.raises(ValueError, match="cannot re-initialise Scaled.scale"):
+        randomize_model(Scaled())
+
+
+class QuadrantDetector(nn.Sequential):
+    """A "trained" model: red channel -> linear head that reads only the top-left quadrant (positive weights)."""
+
+    def __init__(self, size: int = 16):
+        super().__init__(nn.Conv2d(3, 1, 1), nn.Flatten(), nn.Linear(size * size, 2))
+        weight, half = torch.zeros(size, size), size // 2
+        weight[:half, :half] = 0.5 + torch.rand(half, half, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            self[0].weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+            self[2].weight.copy_(torch.stack([weight.flatten(), torch.zeros(size * size)]))
+
+
+def _gradient_map(model, pixel_values, target):
+    """Vanilla gradient saliency |d y_c / d x| summed over channels."""
+    x = pixel_values.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
+    return grad.abs().sum(1)
+
+
+def test_sanity_check_model_blind_explainer_fails():
+    """An explainer that ignores the model gives the same maps for the randomised model: correlation 1."""
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    res = randomization_sanity_check(lambda m, px, t: px.mean(1), QuadrantDetector(), x, torch.tensor([0, 0]))
+    assert res["rank_correlation"] == pytest.approx(1.0)
+    assert res["rank_correlation_per_image"] == pytest.approx([1.0, 1.0])
+    assert res["abs_rank_correlation"] == pytest.approx(1.0)
+    assert res["saliency"].shape == res["randomized_saliency"].shape == (2, 16, 16)
+
+
+def test_sanity_check_gradient_explainer_passes():
+    """Gradients of the quadrant detector sit in the quadrant; of its randomised copy, everywhere."""
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model = QuadrantDetector()
+    res = randomization_sanity_check(_gradient_map, model, x, torch.tensor([0, 0, 0]), seed=0)
+    assert abs(res["rank_correlation"]) < 0.3
+    assert all(abs(r) < 0.3 for r in res["rank_correlation_per_image"])
+    assert res["saliency"][:, 8:, :].max() == 0  # the original model's map is confined to the quadrant
