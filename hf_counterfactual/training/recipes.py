@@ -7,10 +7,12 @@ import yaml
 from transformers import HfArgumentParser
 
 from .config import TrainingConfig
+from .inpainter_config import InpainterTrainConfig
+from .inpainter_trainer import run_inpainter
 from .pat_config import PatTrainConfig
 from .pat_trainer import run_pat
 
-METHODS = {"pat": (PatTrainConfig, run_pat)}
+METHODS = {"pat": (PatTrainConfig, run_pat), "inpainter": (InpainterTrainConfig, run_inpainter)}
 
 
 def parse_overrides(overrides: list[str]) -> dict:
