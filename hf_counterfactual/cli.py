@@ -1,4 +1,4 @@
-"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, bench).
+"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, explain, bench).
 
 Every sub-command runs unchanged under `accelerate launch -m hf_counterfactual.cli ...`.
 """
@@ -49,13 +49,39 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench.pat import run_pat_benchmark
-
     scale = "quick" if args.quick else "full"
-    result = run_pat_benchmark(
-        scale, seeds=args.seeds, item_source=args.item_source, output_dir=args.output_dir
-    )
+    output_dir = args.output_dir or f"outputs/bench/{args.method}"
+    if args.method == "pat":
+        from .bench.pat import run_pat_benchmark
+
+        result = run_pat_benchmark(
+            scale, seeds=args.seeds, item_source=args.item_source, output_dir=output_dir
+        )
+    else:
+        from .bench.fido import run_fido_benchmark
+
+        seed = args.seeds[0] if args.seeds else 0
+        result = run_fido_benchmark(scale, seed=seed, item_source=args.item_source, output_dir=output_dir)
     _write_json(result, args.json)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .explain.run import explain_image_files
+
+    summary = explain_image_files(
+        args.model,
+        args.image,
+        args.out,
+        objective=args.objective,
+        infill=args.infill,
+        target=args.target,
+        inpainter=args.inpainter,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    for record in summary["images"]:
+        print(f"{record['image']}: {record['target_label']} -> {record['overlay']}")
+    print(f"wrote {os.path.join(args.out, 'saliency.json')}")
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
@@ -93,16 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="Write results here instead of stdout.")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("bench", help="Benchmarks as JSON: bench pat --quick --json FILE")
+    p = sub.add_parser("explain", help="FIDO saliency overlays + saliency.json for image files.")
+    p.add_argument("--model", required=True, help="Folder or Hub id of an image classifier.")
+    p.add_argument("--image", nargs="+", required=True, help="Image files to explain.")
+    p.add_argument("--objective", default="ssr", choices=["ssr", "sdr"])
+    p.add_argument("--infill", default="blur", help="mean, blur, noise, local or generative.")
+    p.add_argument("--inpainter", help="Saved InpaintingPipeline folder for --infill generative.")
+    p.add_argument("--target", type=int, help="Class index to explain (default: each image's prediction).")
+    p.add_argument("--steps", type=int, help="Optimisation steps (default: the paper's 300).")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="outputs/explain")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido} --quick --json FILE")
     p.add_argument(
         "method",
-        choices=["pat"],
-        help="Method to benchmark (fido, cgn, robust-ft arrive with their methods).",
+        choices=["pat", "fido"],
+        help="Method to benchmark (cgn, robust-ft arrive with their methods).",
     )
     p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
     p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")
     p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
-    p.add_argument("--output-dir", default="outputs/bench/pat")
+    p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")
     p.add_argument("--json", help="Write results here instead of stdout.")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -16,6 +16,8 @@ from torch import nn
 from ..models.adapters import check_explain_inputs, check_target_range, classifier_logits
 from .infillers import get_infiller
 
+PAPER_IMAGE_SIZE = 224  # the paper's settings are for 224 x 224 inputs
+
 
 @dataclass
 class FidoConfig:
@@ -49,6 +51,12 @@ class FidoConfig:
     def __post_init__(self):
         if self.objective not in ("ssr", "sdr"):
             raise ValueError(f'objective must be "ssr" or "sdr", got {self.objective!r}.')
+
+    @classmethod
+    def for_image_size(cls, size: int, **overrides) -> "FidoConfig":
+        """The paper's settings rescaled from 224 px to `size`: a 4-pixel mask cell, and lambda * pixels kept."""
+        scale = size / PAPER_IMAGE_SIZE
+        return cls(**{"mask_size": max(2, round(56 * scale)), "lambda_": 1e-3 / scale**2, **overrides})
 
 
 @dataclass
@@ -105,7 +113,8 @@ class FidoExplainer:
             with torch.no_grad():
                 num_classes = classifier_logits(self.model, pixel_values).shape[-1]
             check_target_range(target, num_classes)
-            return self._optimise(pixel_values, target.long())
+            with torch.enable_grad():  # the mask needs gradients even if the caller is in no_grad
+                return self._optimise(pixel_values, target.long())
         finally:
             self.model.train(was_training)
 

@@ -113,7 +113,19 @@ INFILLERS = {"mean": MeanInfiller, "blur": BlurInfiller, "noise": NoiseInfiller,
 
 
 def get_infiller(name: str, **kwargs):
-    """Build the infiller registered as `name` ("mean", "blur", "noise", "local") with `kwargs`."""
+    """Build the infiller registered as `name` ("mean", "blur", "noise", "local") with `kwargs`.
+
+    The generative infiller needs a trained model, so it has no name here: pass
+    `GenerativeInfiller.from_pretrained(path)` (a saved `InpaintingPipeline`, see `generative.py`) or a
+    `DiffusersInpaintInfiller(pipe)` to `FidoExplainer(model, infill=...)` instead.
+    """
     if name not in INFILLERS:
         raise ValueError(f"unknown infiller {name!r}; choose one of {sorted(INFILLERS)}.")
     return INFILLERS[name](**kwargs)
+
+
+def infiller_for_image_size(name: str, size: int, **kwargs):
+    """`get_infiller(name)` with the paper's 224 px sizes (blur sigma 10, local window 15) scaled to `size`."""
+    scale = size / 224
+    sized = {"blur": {"sigma": 10 * scale}, "local": {"window": max(1, round(15 * scale)) | 1}}
+    return get_infiller(name, **{**sized.get(name, {}), **kwargs})

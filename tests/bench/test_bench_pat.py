@@ -37,5 +37,5 @@ def test_bench_cli_rejects_unknown_method(capsys):
     import pytest
 
     with pytest.raises(SystemExit):
-        main(["bench", "fido", "--quick"])
+        main(["bench", "cgn", "--quick"])
     assert "invalid choice" in capsys.readouterr().err
