@@ -1,5 +1,6 @@
 """Shared test settings: never touch the Hugging Face Hub; a fresh Accelerate state per test."""
 
+import json
 import os
 
 import pytest
@@ -16,3 +17,15 @@ def fresh_accelerate_state():
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def tiny_clip_tokenizer(tmp_path):
+    """A CLIPTokenizer over single letters (vocab 57: specials, "!", letters, letters + "</w>"), offline."""
+    from transformers import CLIPTokenizer
+
+    chars = "abcdefghijklmnopqrstuvwxyz"
+    tokens = ["<|startoftext|>", "<|endoftext|>", "!", *chars, *(c + "</w>" for c in chars)]
+    (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77)

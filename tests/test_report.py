@@ -1,4 +1,4 @@
-"""quickstart writes report.md, results.json and the figures, with numbers in the PAT section."""
+"""quickstart writes report.md, results.json and the figures, with numbers in the PAT and FIDO sections."""
 
 import json
 
@@ -10,7 +10,9 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
 
     real = report.run_quickstart
     monkeypatch.setattr(
-        report, "run_quickstart", lambda out, item_source: real(out, item_source, pat_scale="smoke")
+        report,
+        "run_quickstart",
+        lambda out, item_source: real(out, item_source, pat_scale="smoke", fido_scale="smoke"),
     )
     main(["quickstart", "--out", str(tmp_path), "--item-source", "digits"])
 
@@ -19,6 +21,9 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     assert "CFPR reduction: PAT-T" in text
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["pat"]["variants"]) == {"plain", "pat_t", "pat_i"}
-    for png in ("pat_cfpr.png", "pat_mosaics.png"):
+    assert "## FIDO" in text and "| fido-ssr-generative |" in text and "| gradcam |" in text
+    assert "faster per map than the paper's algorithm" in text and "![saliency maps](fido_maps.png)" in text
+    assert results["fido"]["speedup_vs_reference"] > 0
+    for png in ("pat_cfpr.png", "pat_mosaics.png", "fido_maps.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "quickstart summary" in capsys.readouterr().out

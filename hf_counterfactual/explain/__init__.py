@@ -1,6 +1,6 @@
 """Explainers: FIDO counterfactual saliency (arXiv 1807.08024), its infillers, baselines and figures."""
 
-from .baselines import BbmpConfig, BbmpExplainer, GradCamExplainer, OcclusionExplainer
+from .baselines import BbmpConfig, BbmpExplainer, GradCamExplainer, OcclusionExplainer, deepest_conv_layer
 from .fido import FidoConfig, FidoExplainer, FidoResult, concrete_keep_mask, log_odds
 from .figures import save_overlay, save_saliency_grid
 from .generative import DiffusersInpaintInfiller, GenerativeInfiller
@@ -19,6 +19,7 @@ __all__ = [
     "BbmpExplainer",
     "GradCamExplainer",
     "OcclusionExplainer",
+    "deepest_conv_layer",
     "INFILLERS",
     "BlurInfiller",
     "DiffusersInpaintInfiller",

@@ -81,6 +81,32 @@ class OcclusionExplainer:
         return torch.where(count > 0, drop_sum / count.clamp_min(1), torch.zeros_like(drop_sum))
 
 
+def deepest_conv_layer(model: nn.Module, pixel_values: torch.Tensor, min_size: int = 7) -> nn.Module:
+    """The last `nn.Conv2d` (in call order) whose output is at least `min_size` x `min_size` for these inputs.
+
+    Grad-CAM's resolution is its layer's: ResNet-50's last stage gives 7 x 7 at 224 px, but a small
+    model on small images can end at 2 x 2, which cannot localise anything. One forward finds the layer.
+    """
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: calls.append((mod, out.shape[-2:])))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    try:
+        with torch.no_grad():
+            classifier_logits(model, pixel_values[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    large = [m for m, (h, w) in calls if min(h, w) >= min_size]
+    if not large:
+        raise ValueError(
+            f"{type(model).__name__} has no Conv2d layer with >= {min_size} x {min_size} outputs."
+        )
+    return large[-1]
+
+
 class GradCamExplainer:
     """Grad-CAM (arXiv 1610.02391, eq. 1-2): relu(sum_k w_k A_k) with w_k the spatial mean of d y_c / d A_k.
 

@@ -235,3 +235,29 @@ def test_bbmp_on_tiny_hf_resnet():
 def test_bbmp_config_rejects_unknown_objective():
     with pytest.raises(ValueError, match='objective must be "ssr" or "sdr"'):
         BbmpConfig(objective="preserve")
+
+
+def test_deepest_conv_layer_picks_the_last_layer_with_enough_resolution():
+    from torch import nn
+
+    from hf_counterfactual.explain import deepest_conv_layer
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Conv2d(4, 4, 3, stride=2, padding=1)  # registered first, called last: 8 -> 4
+            self.first = nn.Conv2d(3, 4, 3, stride=2, padding=1)  # 32 -> 16
+            self.a = nn.Conv2d(4, 4, 3, stride=2, padding=1)  # 16 -> 8
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, pixel_values):
+            h = self.b(self.a(self.first(pixel_values)))
+            return self.head(h.mean(dim=(2, 3)))
+
+    net = Net()
+    x = torch.rand(2, 3, 32, 32)
+    assert deepest_conv_layer(net, x, min_size=4) is net.b
+    assert deepest_conv_layer(net, x, min_size=5) is net.a  # call order, not registration order
+    assert deepest_conv_layer(net, x, min_size=16) is net.first
+    with pytest.raises(ValueError, match="no Conv2d layer with >= 17 x 17"):
+        deepest_conv_layer(net, x, min_size=17)

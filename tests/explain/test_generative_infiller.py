@@ -1,11 +1,9 @@
 """Generative infillers of FIDO (arXiv 1807.08024, section 3): our inpainter and the diffusers plug-in path."""
 
-import json
-
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
 from hf_counterfactual.explain import DiffusersInpaintInfiller, FidoConfig, FidoExplainer, GenerativeInfiller
 from hf_counterfactual.models.inpainter import InpainterUNet, InpaintingPipeline, random_inpainting_masks
@@ -85,7 +83,7 @@ def test_generative_infiller_bad_inputs():
         GenerativeInfiller(_tiny_unet(), value_range=(1.0, 0.0))
 
 
-def tiny_sd_inpaint_pipeline(tmp_path) -> StableDiffusionInpaintPipeline:
+def tiny_sd_inpaint_pipeline(tokenizer) -> StableDiffusionInpaintPipeline:
     """A randomly initialised Stable Diffusion inpainting pipeline, built offline from configs."""
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -124,11 +122,6 @@ def tiny_sd_inpaint_pipeline(tmp_path) -> StableDiffusionInpaintPipeline:
             pad_token_id=1,
         )
     )
-    chars = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>", "!", *chars, *(c + "</w>" for c in chars)]
-    (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77)
     return StableDiffusionInpaintPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -141,8 +134,8 @@ def tiny_sd_inpaint_pipeline(tmp_path) -> StableDiffusionInpaintPipeline:
     )
 
 
-def test_diffusers_plug_in_path_with_a_tiny_stable_diffusion_inpainter(tmp_path):
-    pipe = tiny_sd_inpaint_pipeline(tmp_path)
+def test_diffusers_plug_in_path_with_a_tiny_stable_diffusion_inpainter(tiny_clip_tokenizer):
+    pipe = tiny_sd_inpaint_pipeline(tiny_clip_tokenizer)
     x, keep = _inputs(n=3, h=30, w=36)  # not a multiple of 8: the pipeline resizes, the infiller resizes back
     infill = DiffusersInpaintInfiller(pipe, prompt="a cat", num_inference_steps=2, batch_size=2)
     fill = infill(x, keep)
