@@ -1,5 +1,6 @@
 """Data: sources (Hub when online, local fallbacks) and transforms to model inputs."""
 
+from .cgn_variants import CGN_PALETTE, CgnVariantConfig, build_cgn_variant, cgn_variant_config_of
 from .localisation import LocalisationSceneConfig, build_localisation_scenes, localisation_config_of
 from .mosaics import CooccurrenceMosaicConfig, build_cooccurrence_mosaics, mosaic_config_of
 from .sources import (
@@ -19,6 +20,10 @@ from .sources import (
 from .transforms import ImageClassificationCollator, MultiLabelCollator, decode_image
 
 __all__ = [
+    "CGN_PALETTE",
+    "CgnVariantConfig",
+    "build_cgn_variant",
+    "cgn_variant_config_of",
     "LocalisationSceneConfig",
     "build_localisation_scenes",
     "localisation_config_of",
