@@ -126,7 +126,7 @@ def run_quickstart(
     plot_pat_cfpr(pat, os.path.join(out, "pat_cfpr.png"))
     plot_mosaics(item_source, pat["mosaic"], os.path.join(out, "pat_mosaics.png"))
     fido = run_fido_benchmark(
-        "quickstart", item_source=item_source, output_dir=os.path.join(out, "runs", "fido")
+        fido_scale, item_source=item_source, output_dir=os.path.join(out, "runs", "fido")
     )
     os.replace(fido["figure"], os.path.join(out, "fido_maps.png"))
     fido["figure"] = os.path.join(out, "fido_maps.png")
