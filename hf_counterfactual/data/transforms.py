@@ -115,6 +115,19 @@ class _ImageBatching:
             image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
         return np.asarray(image)
 
+    def _collate(self, examples: list[dict], target_of) -> tuple[torch.Tensor, list]:
+        """Pixel values of the decodable rows and `target_of(example, index)` of each (checked first)."""
+        if not examples:
+            raise ValueError("Got an empty batch.")
+        pixels, targets = [], []
+        for index, example in enumerate(examples):
+            target = target_of(example, index)
+            image = self._pixels(example, index)
+            if image is not None:
+                pixels.append(image)
+                targets.append(target)
+        return self._pixel_values(pixels, len(examples)), targets
+
     def _pixel_values(self, pixels: list[np.ndarray], batch_size: int) -> torch.Tensor:
         if not pixels:
             raise ValueError(
@@ -147,29 +160,23 @@ class MultiLabelCollator(_ImageBatching):
     labels_column: str = "labels"
     skipped: int = field(default=0, init=False)
 
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("Got an empty batch.")
-        pixels, targets = [], []
-        for index, example in enumerate(examples):
-            labels = example[self.labels_column]
-            if not isinstance(labels, list | tuple | np.ndarray):
+    def _multi_hot(self, example: dict, index: int) -> np.ndarray:
+        labels = example[self.labels_column]
+        if not isinstance(labels, list | tuple | np.ndarray):
+            raise ValueError(
+                f"Sample {index}: '{self.labels_column}' must be a list of class ids, got {labels!r}."
+            )
+        for label in labels:
+            if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
                 raise ValueError(
-                    f"Sample {index}: '{self.labels_column}' must be a list of class ids, got {labels!r}."
+                    f"Sample {index} has label {label!r}; labels must be class ids in [0, {self.num_labels})."
                 )
-            for label in labels:
-                if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
-                    raise ValueError(
-                        f"Sample {index} has label {label!r}; labels must be class ids in [0, {self.num_labels})."
-                    )
-            image = self._pixels(example, index)
-            if image is None:
-                continue
-            pixels.append(image)
-            target = np.zeros(self.num_labels, dtype=np.float32)
-            target[np.asarray(labels, dtype=np.int64)] = 1.0
-            targets.append(target)
-        pixel_values = self._pixel_values(pixels, len(examples))
+        target = np.zeros(self.num_labels, dtype=np.float32)
+        target[np.asarray(labels, dtype=np.int64)] = 1.0
+        return target
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        pixel_values, targets = self._collate(examples, self._multi_hot)
         return {"pixel_values": pixel_values, "labels": torch.from_numpy(np.stack(targets))}
 
 
@@ -190,19 +197,14 @@ class ImageClassificationCollator(_ImageBatching):
     label_column: str = "label"
     skipped: int = field(default=0, init=False)
 
+    def _class_id(self, example: dict, index: int) -> int:
+        label = example[self.label_column]
+        if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
+            raise ValueError(
+                f"Sample {index} has label {label!r}; a label must be a class id in [0, {self.num_labels})."
+            )
+        return int(label)
+
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("Got an empty batch.")
-        pixels, targets = [], []
-        for index, example in enumerate(examples):
-            label = example[self.label_column]
-            if not isinstance(label, int | np.integer) or not 0 <= label < self.num_labels:
-                raise ValueError(
-                    f"Sample {index} has label {label!r}; a label must be a class id in [0, {self.num_labels})."
-                )
-            image = self._pixels(example, index)
-            if image is not None:
-                pixels.append(image)
-                targets.append(int(label))
-        pixel_values = self._pixel_values(pixels, len(examples))
+        pixel_values, targets = self._collate(examples, self._class_id)
         return {"pixel_values": pixel_values, "labels": torch.tensor(targets, dtype=torch.long)}

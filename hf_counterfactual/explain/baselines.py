@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.adapters import check_explain_inputs, check_target_range, classifier_logits
+from ..models.adapters import (
+    check_explain_inputs,
+    check_target_range,
+    classifier_logits,
+    classify_and_check_target,
+    eval_mode,
+)
 from .fido import log_odds
 from .infillers import get_infiller
 
@@ -44,13 +50,8 @@ class OcclusionExplainer:
 
     def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = check_explain_inputs(pixel_values, target)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                return self._occlude(pixel_values, target)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            return self._occlude(pixel_values, target)
 
     def _occlude(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -141,11 +142,9 @@ class GradCamExplainer:
             stored.append(output)
             return output
 
-        was_training = self.model.training
-        self.model.eval()
         handle = self.layer.register_forward_hook(hook)
         try:
-            with torch.enable_grad():
+            with eval_mode(self.model), torch.enable_grad():
                 logits = classifier_logits(self.model, pixel_values)
                 check_target_range(target, logits.shape[-1])
                 if not stored:
@@ -157,7 +156,6 @@ class GradCamExplainer:
                 (grad,) = torch.autograd.grad(score, activation)
         finally:
             handle.remove()
-            self.model.train(was_training)
 
         activation = activation.detach()
         weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -224,17 +222,8 @@ class BbmpExplainer:
         self.infill = get_infiller(infill) if isinstance(infill, str) else infill
 
     def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = check_explain_inputs(pixel_values, target)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                num_classes = classifier_logits(self.model, pixel_values).shape[-1]
-            check_target_range(target, num_classes)
-            with torch.enable_grad():
-                return self._optimise(pixel_values, target.long())
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.enable_grad():  # the mask needs gradients even under no_grad
+            return self._optimise(pixel_values, classify_and_check_target(self.model, pixel_values, target))
 
     def _optimise(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         cfg = self.config

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.adapters import check_explain_inputs, check_target_range, classifier_logits
+from ..models.adapters import classifier_logits, classify_and_check_target, eval_mode
 from .infillers import get_infiller
 
 PAPER_IMAGE_SIZE = 224  # the paper's settings are for 224 x 224 inputs
@@ -105,18 +105,8 @@ class FidoExplainer:
         cfg = self.config
         if cfg.objective not in ("ssr", "sdr"):
             raise ValueError(f'objective must be "ssr" or "sdr", got {cfg.objective!r}.')
-        target = check_explain_inputs(pixel_values, target)
-
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                num_classes = classifier_logits(self.model, pixel_values).shape[-1]
-            check_target_range(target, num_classes)
-            with torch.enable_grad():  # the mask needs gradients even if the caller is in no_grad
-                return self._optimise(pixel_values, target.long())
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.enable_grad():  # the mask needs gradients even under no_grad
+            return self._optimise(pixel_values, classify_and_check_target(self.model, pixel_values, target))
 
     def _optimise(self, x: torch.Tensor, target: torch.Tensor) -> FidoResult:
         cfg = self.config

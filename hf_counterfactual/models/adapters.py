@@ -1,5 +1,7 @@
 """One small adapter so every tool (PAT-I, explainers, CAMs) works on any image classifier."""
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -43,3 +45,22 @@ def check_target_range(target: torch.Tensor, num_classes: int) -> None:
     """Every target is a class of a model with `num_classes` outputs."""
     if target.min() < 0 or target.max() >= num_classes:
         raise ValueError(f"target {target.tolist()} out of range for a model with {num_classes} classes.")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with `model` in eval mode; its previous mode is restored afterwards, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def classify_and_check_target(model: nn.Module, pixel_values: torch.Tensor, target) -> torch.Tensor:
+    """The checked (B,) integer target of an explainer call: input checks, then range against the model's classes."""
+    target = check_explain_inputs(pixel_values, target)
+    with torch.no_grad():
+        check_target_range(target, classifier_logits(model, pixel_values).shape[-1])
+    return target.long()
