@@ -1,0 +1,74 @@
+"""Configuration of the MNIST-scale Counterfactual Generative Network (CGN, arXiv 2101.06046)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class CGNConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`CounterfactualGenerativeNetwork`] (three conditional generators: shape mask,
+    foreground texture, background) and of its conditional discriminator [`CGNDiscriminator`]. The
+    defaults are the authors' MNIST-scale settings (32x32 RGB, latent 32, ngf 32, MLP discriminator 512).
+
+    Args:
+        num_classes (`int`, *optional*, defaults to 10):
+            Classes of each mechanism (shape, foreground texture, background all use ids in
+            `[0, num_classes)`).
+        image_size (`int`, *optional*, defaults to 32):
+            Side of the square generated images; must be divisible by 4 (two x2 upsamplings).
+        latent_dim (`int`, *optional*, defaults to 32): size of the noise u ~ N(0, I).
+        ngf (`int`, *optional*, defaults to 32):
+            Generator width: the trunk starts at `2 * ngf` channels and ends at `ngf`.
+        embedding_dim (`int`, *optional*, defaults to 10):
+            Size of the learned label embeddings (the authors use `num_classes`).
+        num_channels (`int`, *optional*, defaults to 3): channels of the textures and images.
+        mask_clamp (`tuple[float, float]`, *optional*, defaults to `(1e-4, 0.9999)`):
+            The mask is clamped to this range after its sigmoid.
+        shuffle_texture (`bool`, *optional*, defaults to `True`):
+            Tile foreground and background 2x2 and take a random `image_size` crop, so texture cannot
+            carry shape.
+        disc_type (`str`, *optional*, defaults to `"mlp"`):
+            `"mlp"` (flattened image + label embedding; the authors' colored MNIST discriminator) or
+            `"conv"` (small conv net with projection conditioning, for textured variants).
+        disc_hidden (`int`, *optional*, defaults to 512): width of the MLP discriminator.
+        disc_dropout (`float`, *optional*, defaults to 0.4): dropout of the MLP discriminator.
+        disc_channels (`int`, *optional*, defaults to 64): base channels of the conv discriminator.
+    """
+
+    model_type = "cgn"
+
+    num_classes: int = 10
+    image_size: int = 32
+    latent_dim: int = 32
+    ngf: int = 32
+    embedding_dim: int = 10
+    num_channels: int = 3
+    mask_clamp: tuple[float, float] | list[float] = (1e-4, 0.9999)
+    shuffle_texture: bool = True
+    disc_type: str = "mlp"
+    disc_hidden: int = 512
+    disc_dropout: float = 0.4
+    disc_channels: int = 64
+
+    def validate_cgn(self):
+        """Short errors for settings the model cannot run with."""
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}.")
+        if self.image_size < 4 or self.image_size % 4:
+            raise ValueError(f"image_size must be a positive multiple of 4, got {self.image_size}.")
+        for name in ("latent_dim", "ngf", "embedding_dim", "num_channels", "disc_hidden", "disc_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        low, high = self.mask_clamp
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(
+                f"mask_clamp must be (low, high) with 0 <= low < high <= 1, got {self.mask_clamp}."
+            )
+        if self.disc_type not in ("mlp", "conv"):
+            raise ValueError(f"disc_type must be 'mlp' or 'conv', got {self.disc_type!r}.")
+        if not 0.0 <= self.disc_dropout < 1.0:
+            raise ValueError(f"disc_dropout must be in [0, 1), got {self.disc_dropout}.")
+
+
+__all__ = ["CGNConfig"]

@@ -1,0 +1,77 @@
+"""CGN losses (arXiv 2101.06046, sec. 3 and app. A), as the authors' MNIST code computes them.
+
+Scores are raw discriminator outputs; LSGAN (Mao et al. 2017) regresses them to 1 (real) and 0 (fake)
+with a plain mean squared error, as the authors' `nn.MSELoss` does (no extra factor 1/2 on the
+generator term). Masks are (B, 1, H, W) (or any (B, ...)) in (0, 1).
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+def lsgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """L_adv for the generator: mean((D(G(u, y)) - 1)^2)."""
+    return ((fake_scores - 1) ** 2).mean()
+
+
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """L_adv for the discriminator: (mean((D(x) - 1)^2) + mean(D(G(u, y))^2)) / 2."""
+    return (((real_scores - 1) ** 2).mean() + (fake_scores**2).mean()) / 2
+
+
+def mask_binary_entropy(mask: torch.Tensor) -> torch.Tensor:
+    """L_binary: mean over pixels of H(m) = -m log2 m - (1 - m) log2 (1 - m), pushing masks to 0 / 1.
+
+    0 log 0 is taken as 0, so exactly binary masks give 0 (CGN masks are clamped away from 0 / 1 anyway).
+    """
+    entropy_nats = torch.special.xlogy(mask, mask) + torch.special.xlogy(1 - mask, 1 - mask)
+    return -entropy_nats.mean() / math.log(2)
+
+
+def mask_size_loss(mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
+    """L_mask: mean over images of max(0, low - mean m) + max(0, mean m - high), mean m per image."""
+    area = mask.flatten(1).mean(dim=1)
+    return ((low - area).clamp(min=0) + (area - high).clamp(min=0)).mean()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) feature maps -> (B, C, C) Gram matrices F F^T / (C H W)."""
+    if features.ndim != 4:
+        raise ValueError(f"features must be (batch, channels, height, width), got {tuple(features.shape)}.")
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def style_loss(
+    features_a: Sequence[torch.Tensor],
+    features_b: Sequence[torch.Tensor],
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Gram (style) loss: sum over layers l of w_l * MSE(gram(a_l), gram(b_l)); w_l = 1 by default.
+
+    `features_a` / `features_b` are the feature maps of one frozen CNN at the same layers.
+    """
+    if len(features_a) != len(features_b) or len(features_a) == 0:
+        raise ValueError(
+            f"need the same non-zero number of feature maps, got {len(features_a)} and {len(features_b)}."
+        )
+    weights = [1.0] * len(features_a) if weights is None else list(weights)
+    if len(weights) != len(features_a):
+        raise ValueError(f"got {len(weights)} weights for {len(features_a)} layers.")
+    return sum(
+        w * torch.mean((gram_matrix(a) - gram_matrix(b)) ** 2)
+        for w, a, b in zip(weights, features_a, features_b, strict=True)
+    )
+
+
+__all__ = [
+    "gram_matrix",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
+    "mask_binary_entropy",
+    "mask_size_loss",
+    "style_loss",
+]

@@ -1,0 +1,244 @@
+"""CGN generator and discriminator (arXiv 2101.06046, sec. 3 and app. A): composition, mask clamp,
+texture shuffler, conditioning, determinism, errors, save / load and Auto classes."""
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import AutoConfig, AutoModel
+
+from hf_counterfactual.models.cgn import (
+    CGNConfig,
+    CGNDiscriminator,
+    CGNOutput,
+    CounterfactualGenerativeNetwork,
+    lsgan_generator_loss,
+    shuffle_texture,
+    tile_and_crop,
+    to_unit_range,
+)
+
+TINY = dict(num_classes=4, image_size=8, latent_dim=6, ngf=4, embedding_dim=3, disc_hidden=8, disc_channels=4)
+
+
+def tiny_config(**kwargs) -> CGNConfig:
+    return CGNConfig(**{**TINY, **kwargs})
+
+
+def tiny_cgn(seed: int = 0, **kwargs) -> CounterfactualGenerativeNetwork:
+    torch.manual_seed(seed)
+    model = CounterfactualGenerativeNetwork(tiny_config(**kwargs))
+    with torch.no_grad():  # the authors' 0.1-gain init gives near-constant outputs; spread them for tests
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.5)
+    return model
+
+
+Y = ([0, 1, 2], [3, 2, 1], [1, 1, 0])
+
+
+# --- outputs and composition ---------------------------------------------------------------------
+
+
+def test_forward_shapes_ranges_and_tuple_output():
+    model = tiny_cgn()
+    out = model(*map(torch.tensor, Y), generator=torch.Generator().manual_seed(0))
+    assert isinstance(out, CGNOutput)
+    assert out.images.shape == out.foreground.shape == out.background.shape == (3, 3, 8, 8)
+    assert out.mask.shape == (3, 1, 8, 8)
+    for part in (out.images, out.foreground, out.background):
+        assert part.abs().max() <= 1.0  # tanh range [-1, 1]
+    as_tuple = model(*Y, generator=torch.Generator().manual_seed(0), return_dict=False)
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple, out.to_tuple(), strict=True))
+
+
+def test_composition_is_mask_times_foreground_plus_rest_times_background():
+    """x = m * f + (1 - m) * b (the paper's composition C), from the returned parts."""
+    out = tiny_cgn()(*Y)
+    assert torch.equal(out.images, out.mask * out.foreground + (1 - out.mask) * out.background)
+
+
+@pytest.mark.parametrize("bias,bound", [(100.0, 0.9999), (-100.0, 1e-4)])
+def test_mask_is_clamped_to_config_range(bias, bound):
+    model = tiny_cgn()
+    with torch.no_grad():
+        model.shape.blocks[-1].bias.fill_(bias)  # saturate the sigmoid
+    mask = model(*Y).mask
+    expected = torch.tensor(bound, dtype=mask.dtype)
+    assert torch.equal(mask.max() if bias > 0 else mask.min(), expected)
+    assert mask.min() >= torch.tensor(1e-4) and mask.max() <= torch.tensor(0.9999)
+
+
+def test_to_unit_range_maps_tanh_range_to_unit_interval():
+    torch.testing.assert_close(to_unit_range(torch.tensor([-1.0, 0.0, 1.0])), torch.tensor([0.0, 0.5, 1.0]))
+
+
+# --- texture shuffler ----------------------------------------------------------------------------
+
+
+def test_tile_and_crop_offset_zero_is_identity_and_offsets_are_circular_shifts():
+    x = torch.randn(2, 3, 4, 4)
+    assert torch.equal(tile_and_crop(x, torch.zeros(2, 2, dtype=torch.long)), x)
+    assert torch.equal(tile_and_crop(x, torch.tensor([[4, 4], [4, 0]])), x)  # a full tile further on
+    # tiled 2x2, the crop at (top, left) is the image rolled by (-top, -left)
+    crop = tile_and_crop(x, torch.tensor([[1, 3], [2, 0]]))
+    assert torch.equal(crop[0], x[0].roll((-1, -3), dims=(1, 2)))
+    assert torch.equal(crop[1], x[1].roll((-2, 0), dims=(1, 2)))
+
+
+def test_shuffle_keeps_each_images_pixel_values_and_is_deterministic():
+    x = torch.randn(5, 3, 8, 8)
+    shuffled = shuffle_texture(x, torch.Generator().manual_seed(1))
+    assert torch.equal(shuffled, shuffle_texture(x, torch.Generator().manual_seed(1)))
+    assert not torch.equal(shuffled, shuffle_texture(x, torch.Generator().manual_seed(2)))
+    for a, b in zip(shuffled, x, strict=True):  # same multiset of pixels per image (so also a subset)
+        assert torch.equal(a.flatten().sort().values, b.flatten().sort().values)
+
+
+def test_model_textures_are_shuffled_versions_of_unshuffled_ones():
+    shuffled, plain = tiny_cgn(), tiny_cgn(shuffle_texture=False)
+    plain.load_state_dict(shuffled.state_dict())
+    u = torch.randn(3, 6)
+    a = shuffled(*Y, noise=u, generator=torch.Generator().manual_seed(0))
+    b = plain(*Y, noise=u)
+    assert not torch.equal(a.foreground, b.foreground) and torch.equal(a.mask, b.mask)
+    for part in ("foreground", "background"):
+        for s, p in zip(a[part], b[part], strict=True):
+            assert torch.isin(s, p).all()  # every shuffled value comes from the same unshuffled texture
+            assert torch.equal(s.flatten().sort().values, p.flatten().sort().values)
+
+
+# --- noise, conditioning, generate ---------------------------------------------------------------
+
+
+def test_noise_none_draws_one_shared_u_from_the_generator():
+    model = tiny_cgn(shuffle_texture=False)
+    out = model(*Y, generator=torch.Generator().manual_seed(3))
+    u = torch.randn(3, 6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out.images, model(*Y, noise=u).images)
+    assert torch.equal(out.images, model(*Y, noise=(u, u, u)).images)
+    # generate(shared_noise=True) is the same single draw, from its seed, in eval mode
+    shared = model.generate(*Y, seed=3, shared_noise=True)
+    assert torch.equal(shared.images, model.eval()(*Y, noise=u).images)
+    assert not torch.equal(shared.images, model.generate(*Y, seed=3).images)  # independent u per mechanism
+
+
+def test_generate_is_deterministic_per_seed_and_leaves_training_mode():
+    model = tiny_cgn().train()
+    a, b = model.generate(*Y, seed=0), model.generate(*Y, seed=0)
+    assert model.training and not a.images.requires_grad
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, model.generate(*Y, seed=1).images)
+
+
+def test_each_label_conditions_only_its_own_mechanism():
+    model = tiny_cgn()
+    base = model.generate([0, 1], [2, 3], [1, 0], seed=5)
+    new_shape = model.generate([2, 3], [2, 3], [1, 0], seed=5)
+    assert not torch.equal(new_shape.mask, base.mask)
+    assert torch.equal(new_shape.foreground, base.foreground) and torch.equal(
+        new_shape.background, base.background
+    )
+    new_texture = model.generate([0, 1], [0, 0], [1, 0], seed=5)
+    assert not torch.equal(new_texture.foreground, base.foreground)
+    assert torch.equal(new_texture.mask, base.mask) and torch.equal(new_texture.background, base.background)
+    new_background = model.generate([0, 1], [2, 3], [3, 3], seed=5)
+    assert not torch.equal(new_background.background, base.background)
+    assert torch.equal(new_background.mask, base.mask) and torch.equal(
+        new_background.foreground, base.foreground
+    )
+
+
+def test_generator_loss_reaches_all_three_mechanisms():
+    model, disc = tiny_cgn(), CGNDiscriminator(tiny_config())
+    out = model(*Y)
+    lsgan_generator_loss(disc(out.images, torch.tensor(Y[0]))).backward()
+    for name in ("shape", "foreground", "background"):
+        grad = getattr(model, name).linear.weight.grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "labels,message",
+    [
+        (([0, 4], [0, 0], [0, 0]), r"shape_labels has class ids outside \[0, 4\)"),
+        (([0, 0], [-1, 0], [0, 0]), r"texture_labels has class ids outside \[0, 4\)"),
+        (([], [], []), "shape_labels is empty: need n > 0"),
+        (([0, 1], [0], [0, 1]), "label lengths differ"),
+        (([0.5], [0], [0]), "1-D sequence of integer class ids"),
+    ],
+)
+def test_bad_labels_raise(labels, message):
+    model = tiny_cgn()
+    with pytest.raises(ValueError, match=message):
+        model.generate(*labels)
+    with pytest.raises(ValueError, match=message):
+        model(*labels)
+
+
+def test_bad_noise_raises():
+    with pytest.raises(ValueError, match=r"noise must be one \(3, 6\) tensor"):
+        tiny_cgn()(*Y, noise=torch.randn(3, 5))
+
+
+# --- discriminator -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("disc_type", ["mlp", "conv"])
+def test_discriminator_scores_are_per_image_and_class_conditioned(disc_type):
+    torch.manual_seed(0)
+    disc = CGNDiscriminator(tiny_config(disc_type=disc_type)).eval()
+    x = torch.randn(3, 3, 8, 8)
+    scores = disc(x, torch.tensor([0, 1, 2]))
+    assert scores.shape == (3,)
+    assert not torch.equal(scores, disc(x, torch.tensor([3, 3, 3])))
+    with pytest.raises(ValueError, match=r"pixel_values must be \(batch, 3, 8, 8\)"):
+        disc(torch.randn(3, 3, 16, 16), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="got 3 images but 2 labels"):
+        disc(x, torch.tensor([0, 1]))
+
+
+# --- config, save / load, Auto classes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"image_size": 30}, "image_size must be a positive multiple of 4, got 30"),
+        ({"disc_type": "foo"}, "disc_type must be 'mlp' or 'conv', got 'foo'"),
+        ({"mask_clamp": (0.5, 0.1)}, "mask_clamp must be"),
+        ({"disc_dropout": 1.0}, r"disc_dropout must be in \[0, 1\)"),
+    ],
+)
+def test_config_validation_errors(kwargs, message):
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
+        CGNConfig(**kwargs)
+
+
+def test_save_pretrained_round_trip_and_auto_classes(tmp_path):
+    model = tiny_cgn(mask_clamp=(0.01, 0.99))
+    expected = model.generate(*Y, seed=7)
+    model.save_pretrained(tmp_path / "cgn")
+    assert (tmp_path / "cgn" / "model.safetensors").is_file() and not list(tmp_path.glob("cgn/*.bin"))
+
+    config = AutoConfig.from_pretrained(tmp_path / "cgn")
+    assert isinstance(config, CGNConfig) and list(config.mask_clamp) == [0.01, 0.99]
+    for loader in (CounterfactualGenerativeNetwork, AutoModel):
+        loaded = loader.from_pretrained(tmp_path / "cgn")
+        assert isinstance(loaded, CounterfactualGenerativeNetwork)
+        state = loaded.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in model.state_dict().items()), loader.__name__
+        out = loaded.generate(*Y, seed=7)
+        assert all(torch.equal(out[k], expected[k]) for k in expected), loader.__name__
+
+    disc = CGNDiscriminator(tiny_config(disc_type="conv")).eval()
+    disc.save_pretrained(tmp_path / "disc")
+    x = torch.randn(2, 3, 8, 8)
+    loaded_disc = CGNDiscriminator.from_pretrained(tmp_path / "disc").eval()
+    assert all(torch.equal(v, loaded_disc.state_dict()[k]) for k, v in disc.state_dict().items())
+    # same weights; conv kernels may differ in the last float bit across tensor layouts
+    torch.testing.assert_close(loaded_disc(x, [0, 1]), disc(x, [0, 1]), rtol=1e-5, atol=1e-8)
+
+
+def test_auto_model_from_config_builds_the_generator():
+    assert isinstance(AutoModel.from_config(tiny_config()), CounterfactualGenerativeNetwork)
