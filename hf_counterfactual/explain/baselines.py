@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.adapters import (
+    as_image_batch,
     check_explain_inputs,
     check_target_range,
     classifier_logits,
@@ -48,7 +49,8 @@ class OcclusionExplainer:
         self.baseline = baseline
         self.batch_size = batch_size
 
-    def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def explain(self, pixel_values: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        pixel_values = as_image_batch(pixel_values)
         target = check_explain_inputs(pixel_values, target)
         with eval_mode(self.model), torch.no_grad():
             return self._occlude(pixel_values, target)
@@ -127,7 +129,8 @@ class GradCamExplainer:
         self.model = model
         self.layer = layer
 
-    def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def explain(self, pixel_values: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        pixel_values = as_image_batch(pixel_values)
         target = check_explain_inputs(pixel_values, target)
         stored = []
 
@@ -221,7 +224,8 @@ class BbmpExplainer:
         self.config = config or BbmpConfig()
         self.infill = get_infiller(infill) if isinstance(infill, str) else infill
 
-    def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def explain(self, pixel_values: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        pixel_values = as_image_batch(pixel_values)
         with eval_mode(self.model), torch.enable_grad():  # the mask needs gradients even under no_grad
             return self._optimise(pixel_values, classify_and_check_target(self.model, pixel_values, target))
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.adapters import classifier_logits, classify_and_check_target, eval_mode
+from ..models.adapters import as_image_batch, classifier_logits, classify_and_check_target, eval_mode
 from .infillers import get_infiller
 
 PAPER_IMAGE_SIZE = 224  # the paper's settings are for 224 x 224 inputs
@@ -101,7 +101,8 @@ class FidoExplainer:
         self.config = config or FidoConfig()
         self.infill = get_infiller(infill) if isinstance(infill, str) else infill
 
-    def explain(self, pixel_values: torch.Tensor, target: torch.Tensor) -> FidoResult:
+    def explain(self, pixel_values: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> FidoResult:
+        pixel_values = as_image_batch(pixel_values)
         cfg = self.config
         if cfg.objective not in ("ssr", "sdr"):
             raise ValueError(f'objective must be "ssr" or "sdr", got {cfg.objective!r}.')

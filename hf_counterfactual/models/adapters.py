@@ -26,6 +26,21 @@ def classifier_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Ten
     return logits
 
 
+def as_image_batch(pixel_values) -> torch.Tensor:
+    """A (B, C, H, W) tensor from a tensor or a list of (C, H, W) images; images of mismatched size are an error."""
+    if isinstance(pixel_values, list | tuple):
+        shapes = {tuple(image.shape) for image in pixel_values}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images of mismatched size {sorted(shapes)}; resize them to one size first "
+                "(e.g. with the model's image processor)."
+            )
+        if not shapes:
+            raise ValueError("no images given.")
+        return torch.stack(list(pixel_values))
+    return pixel_values
+
+
 def check_explain_inputs(pixel_values: torch.Tensor, target) -> torch.Tensor:
     """Shared explainer input checks that need no forward pass: 4-D images, one integer class per image."""
     if pixel_values.ndim != 4:
@@ -61,6 +76,13 @@ def eval_mode(model: nn.Module):
 def classify_and_check_target(model: nn.Module, pixel_values: torch.Tensor, target) -> torch.Tensor:
     """The checked (B,) integer target of an explainer call: input checks, then range against the model's classes."""
     target = check_explain_inputs(pixel_values, target)
-    with torch.no_grad():
-        check_target_range(target, classifier_logits(model, pixel_values).shape[-1])
+    try:
+        with torch.no_grad():
+            logits = classifier_logits(model, pixel_values)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{type(model).__name__} failed on pixel_values of shape {tuple(pixel_values.shape)}; check the "
+            f"input size and channels it expects (its image processor's size): {e}"
+        ) from e
+    check_target_range(target, logits.shape[-1])
     return target.long()

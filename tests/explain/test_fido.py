@@ -118,3 +118,24 @@ def test_errors():
         FidoConfig(objective="both")
     with pytest.raises(TypeError, match="returned no"):
         FidoExplainer(NoLogits(), _config(steps=1)).explain(x, torch.tensor([0, 1]))
+
+
+def test_image_lists_and_input_sizes_the_model_rejects():
+    model = QuadrantClassifier()
+    explainer = FidoExplainer(model, _config(steps=1))
+    x = _images(b=2)
+    listed = explainer.explain([x[0], x[1]], torch.tensor([0, 1]))
+    assert listed.saliency.shape == (2, *x.shape[-2:])
+    with pytest.raises(ValueError, match="images of mismatched size"):
+        explainer.explain([x[0], x[1, :, :-1]], torch.tensor([0, 1]))
+
+    class FixedSize(torch.nn.Module):  # a linear head on flattened pixels only takes one input size
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 8 * 8, 2)
+
+        def forward(self, pixel_values):
+            return self.fc(pixel_values.flatten(1))
+
+    with pytest.raises(ValueError, match=r"FixedSize failed on pixel_values of shape \(2, 3, 16, 16\)"):
+        FidoExplainer(FixedSize(), _config(steps=1)).explain(torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
