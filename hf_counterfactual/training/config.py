@@ -27,6 +27,11 @@ class TrainingConfig:
     )
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    adam_beta1: float = field(
+        default=0.9,
+        metadata={"help": "AdamW beta1 (GANs use 0.5); lr_scheduler='onecycle' cycles it in [0.85, 0.95]."},
+    )
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
     lr_scheduler: str = field(
         default="onecycle",
         metadata={

@@ -6,13 +6,19 @@ from dataclasses import asdict
 import yaml
 from transformers import HfArgumentParser
 
+from .cgn_config import CgnTrainConfig
+from .cgn_trainer import run_cgn
 from .config import TrainingConfig
 from .inpainter_config import InpainterTrainConfig
 from .inpainter_trainer import run_inpainter
 from .pat_config import PatTrainConfig
 from .pat_trainer import run_pat
 
-METHODS = {"pat": (PatTrainConfig, run_pat), "inpainter": (InpainterTrainConfig, run_inpainter)}
+METHODS = {
+    "pat": (PatTrainConfig, run_pat),
+    "inpainter": (InpainterTrainConfig, run_inpainter),
+    "cgn": (CgnTrainConfig, run_cgn),
+}
 
 
 def parse_overrides(overrides: list[str]) -> dict:

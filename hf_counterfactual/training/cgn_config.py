@@ -1,0 +1,63 @@
+"""Settings of a CGN run (arXiv 2101.06046): benchmark data, network sizes, loss weights, evaluation."""
+
+from dataclasses import dataclass, field
+
+from ..data.cgn_variants import CGN_VARIANTS
+
+
+@dataclass
+class CgnTrainConfig:
+    """What the MNIST-scale CGN is trained on, how big it is and how its losses are weighted.
+
+    Optimiser settings (Adam 2e-4, betas (0.5, 0.999), batch 16 in the paper) live in `TrainingConfig`
+    (`learning_rate`, `adam_beta1`, `adam_beta2`, `batch_size`); see recipes/cgn/.
+
+    Args:
+        variant: CGN benchmark to learn: "colored", "double_colored" or "wildlife".
+        item_source: items (shapes) of the benchmark: "auto", "fashion_mnist" or "digits".
+        item_source_path: folder with Fashion-MNIST IDX files.
+        num_train: real training images built with `build_cgn_variant` (class-tied colours / textures).
+        image_size: side of the images; a multiple of 4.
+        latent_dim: size of the noise u of each mechanism.
+        ngf: generator width.
+        disc_type: "mlp" (the authors' colored-MNIST discriminator) or "conv" (textured variants).
+        disc_hidden: width of the MLP discriminator.
+        disc_dropout: dropout of the MLP discriminator.
+        disc_channels: base channels of the conv discriminator.
+        lambda_adv: weight of the generator's LSGAN term.
+        lambda_binary: weight of L_binary, the mask's binary entropy.
+        lambda_mask: weight of L_mask, the mask-size hinge max(0, 0.1 - mean m) + max(0, mean m - 0.9).
+        eval_samples: generated samples (random, independent mechanism classes) for the mask statistics.
+        eval_seed: seed of those samples.
+    """
+
+    variant: str = field(default="colored", metadata={"help": f"One of {', '.join(CGN_VARIANTS)}."})
+    item_source: str = field(
+        default="auto", metadata={"help": "Benchmark items: 'auto', 'fashion_mnist' or 'digits'."}
+    )
+    item_source_path: str | None = field(
+        default=None, metadata={"help": "Folder with Fashion-MNIST IDX files."}
+    )
+    num_train: int = field(default=10000, metadata={"help": "Real training images."})
+    image_size: int = field(default=32, metadata={"help": "Side of the images (multiple of 4)."})
+    latent_dim: int = field(default=32, metadata={"help": "Noise size of each mechanism."})
+    ngf: int = field(default=32, metadata={"help": "Generator width."})
+    disc_type: str = field(default="mlp", metadata={"help": "'mlp' or 'conv' discriminator."})
+    disc_hidden: int = field(default=512, metadata={"help": "Width of the MLP discriminator."})
+    disc_dropout: float = field(default=0.4, metadata={"help": "Dropout of the MLP discriminator."})
+    disc_channels: int = field(default=64, metadata={"help": "Base channels of the conv discriminator."})
+    lambda_adv: float = field(default=1.0, metadata={"help": "Weight of the generator's LSGAN loss."})
+    lambda_binary: float = field(default=1.0, metadata={"help": "Weight of L_binary (mask entropy)."})
+    lambda_mask: float = field(default=1.0, metadata={"help": "Weight of L_mask (mask size hinge)."})
+    eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
+    eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
+
+    def __post_init__(self):
+        if self.variant not in CGN_VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(CGN_VARIANTS)}, got {self.variant!r}.")
+        if self.num_train < 1:
+            raise ValueError(f"num_train must be >= 1, got {self.num_train}.")
+        if self.eval_samples < 1:
+            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
+        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask) < 0:
+            raise ValueError("lambda_adv, lambda_binary and lambda_mask must be >= 0.")

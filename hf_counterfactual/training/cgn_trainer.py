@@ -1,0 +1,248 @@
+"""The MNIST-scale CGN (arXiv 2101.06046) trained as a conditional GAN on the shared loop.
+
+The loop has one optimizer over `model.parameters()`; a GAN has two players. `CGNGAN` wraps the
+generator and the discriminator in one module whose forward returns L_G + L_D, built so that each loss
+reaches only its own player:
+
+- L_G = lambda_adv * LSGAN(D(G(u, y), y) -> 1) + lambda_binary * L_binary + lambda_mask * L_mask, with D
+  called through `torch.func.functional_call` on *detached* copies of its parameters: the gradient
+  flows through D's input into G, never into D's weights.
+- L_D = LSGAN(D(x, y) -> 1, D(G(u, y).detach(), y) -> 0): the detached fake keeps it out of G.
+
+So one backward gives every parameter exactly the gradient of its own player's loss, and one Adam
+(AdamW, weight decay 0) over both parameter sets is the same as the authors' two Adams with equal
+settings, since Adam is per parameter. The one difference is the schedule: both players step at once
+from the same state (simultaneous updates), where the authors step G, then D. Global gradient
+clipping (`max_grad_norm`) and the lr schedule, if any, are shared by both players.
+
+The generator is conditioned with shape = texture = background = the real label of each image, and
+the discriminator scores (real image, label) and (fake image, same label) pairs. Forward goes through
+the wrapper (not its parts), so DDP sees one forward per step.
+
+The run saves the generator to `output_dir` (`CounterfactualGenerativeNetwork.from_pretrained`), the
+discriminator to `output_dir/discriminator` and writes metrics.json.
+"""
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from torch import nn
+from torch.func import functional_call
+from transformers.utils import ModelOutput
+
+from ..data import decode_image, load_item_source
+from ..data.cgn_variants import CgnVariantConfig, build_cgn_variant
+from ..data.transforms import _to_rgb
+from ..models.cgn import (
+    CGNConfig,
+    CGNDiscriminator,
+    CounterfactualGenerativeNetwork,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    mask_binary_entropy,
+    mask_size_loss,
+)
+from .cgn_config import CgnTrainConfig
+from .config import TrainingConfig
+from .loop import make_accelerator, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CgnCollator:
+    """Collate CGN-variant rows into `pixel_values` (B, 3, S, S) in [-1, 1] (the generator's range) and `labels`."""
+
+    image_size: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("Got an empty batch.")
+        pixels = []
+        for example in examples:
+            image = decode_image(example["image"])
+            image = image if image.mode == "RGB" else _to_rgb(image)
+            if image.size != (self.image_size, self.image_size):
+                raise ValueError(
+                    f"images must be {self.image_size}x{self.image_size}, got {image.size[0]}x{image.size[1]}; "
+                    "build the data with the run's image_size."
+                )
+            pixels.append(np.asarray(image))
+        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        labels = torch.tensor([example["label"] for example in examples], dtype=torch.long)
+        return {"pixel_values": pixel_values.contiguous(), "labels": labels}
+
+
+@dataclass
+class CGNGANOutput(ModelOutput):
+    """`loss` = `generator_loss` + `discriminator_loss`; the rest are the (detached) terms for logging."""
+
+    loss: torch.FloatTensor | None = None
+    generator_loss: torch.FloatTensor | None = None
+    discriminator_loss: torch.FloatTensor | None = None
+    adversarial_loss: torch.FloatTensor | None = None
+    binary_loss: torch.FloatTensor | None = None
+    mask_loss: torch.FloatTensor | None = None
+    mask_mean: torch.FloatTensor | None = None
+
+
+class CGNGAN(nn.Module):
+    """Generator + discriminator as one module whose loss sends each player only its own gradient."""
+
+    def __init__(
+        self,
+        generator: CounterfactualGenerativeNetwork,
+        discriminator: CGNDiscriminator,
+        lambda_adv: float = 1.0,
+        lambda_binary: float = 1.0,
+        lambda_mask: float = 1.0,
+    ):
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        self.lambda_adv, self.lambda_binary, self.lambda_mask = lambda_adv, lambda_binary, lambda_mask
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> CGNGANOutput:
+        fake = self.generator(labels, labels, labels)
+        # D with detached weights: L_G's gradient reaches the fake images (and so G), not D
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        fake_scores = functional_call(self.discriminator, frozen, (fake.images, labels))
+        adversarial = lsgan_generator_loss(fake_scores)
+        binary = mask_binary_entropy(fake.mask)
+        size = mask_size_loss(fake.mask)
+        generator_loss = self.lambda_adv * adversarial + self.lambda_binary * binary + self.lambda_mask * size
+        discriminator_loss = lsgan_discriminator_loss(
+            self.discriminator(pixel_values, labels), self.discriminator(fake.images.detach(), labels)
+        )
+        return CGNGANOutput(
+            loss=generator_loss + discriminator_loss,
+            generator_loss=generator_loss,
+            discriminator_loss=discriminator_loss,
+            adversarial_loss=adversarial.detach(),
+            binary_loss=binary.detach(),
+            mask_loss=size.detach(),
+            mask_mean=fake.mask.detach().mean(),
+        )
+
+
+class CgnStep:
+    """Step function of the shared loop; keeps the last `window` steps' logs for the final losses."""
+
+    KEYS = (
+        "generator_loss",
+        "discriminator_loss",
+        "adversarial_loss",
+        "binary_loss",
+        "mask_loss",
+        "mask_mean",
+    )
+
+    def __init__(self, window: int = 20):
+        self.recent = deque(maxlen=window)
+
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(**batch)
+        logs = {key: out[key].item() for key in self.KEYS}
+        self.recent.append(logs)
+        return out.loss, logs
+
+    def final_losses(self) -> dict[str, float]:
+        """Mean of each logged value over the last `window` steps (empty before the first step)."""
+        if not self.recent:
+            return {}
+        return {key: float(np.mean([logs[key] for logs in self.recent])) for key in self.KEYS}
+
+
+@torch.no_grad()
+def evaluate_generator(
+    generator: CounterfactualGenerativeNetwork, num_samples: int = 256, seed: int = 0, batch_size: int = 256
+) -> dict[str, float]:
+    """Mask statistics of `num_samples` counterfactuals (random, independent classes per mechanism) and speed.
+
+    mask_binariness is the fraction of mask pixels below 0.1 or above 0.9; images_per_second times
+    `generate` in batches of `batch_size` (after one warm-up call).
+    """
+    labels = torch.randint(
+        0, generator.config.num_classes, (3, num_samples), generator=torch.Generator().manual_seed(seed)
+    )
+    generator.generate(*labels[:, :2], seed=seed)  # warm-up
+    masks = []
+    start = time.perf_counter()
+    for i in range(0, num_samples, batch_size):
+        masks.append(generator.generate(*labels[:, i : i + batch_size], seed=seed + i).mask.cpu())
+    seconds = time.perf_counter() - start
+    mask = torch.cat(masks)
+    return {
+        "mask_mean": mask.mean().item(),
+        "mask_binariness": ((mask < 0.1) | (mask > 0.9)).float().mean().item(),
+        "images_per_second": num_samples / seconds,
+    }
+
+
+def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.DatasetDict | None = None) -> dict:
+    """Train the CGN on a CGN-variant benchmark, save generator and discriminator, write metrics.json.
+
+    `data` (a DatasetDict with a "train" split of `image` and `label`) replaces the benchmark `cfg` describes.
+    """
+    accelerator = make_accelerator(train_cfg)
+    if data is None:
+        variant = CgnVariantConfig(
+            variant=cfg.variant,
+            image_size=cfg.image_size,
+            num_train=cfg.num_train,
+            num_validation=0,
+            num_test=0,
+            seed=train_cfg.seed,
+        )
+        data = build_cgn_variant(variant, load_item_source(cfg.item_source, cfg.item_source_path))
+    train_split = data["train"].select_columns(["image", "label"])
+    config = CGNConfig(
+        num_classes=train_split.features["label"].num_classes,
+        image_size=cfg.image_size,
+        latent_dim=cfg.latent_dim,
+        ngf=cfg.ngf,
+        embedding_dim=train_split.features["label"].num_classes,
+        disc_type=cfg.disc_type,
+        disc_hidden=cfg.disc_hidden,
+        disc_dropout=cfg.disc_dropout,
+        disc_channels=cfg.disc_channels,
+    )
+    set_seed(train_cfg.seed)  # the same initial weights in every run and process
+    gan = CGNGAN(
+        CounterfactualGenerativeNetwork(config),
+        CGNDiscriminator(config),
+        cfg.lambda_adv,
+        cfg.lambda_binary,
+        cfg.lambda_mask,
+    )
+    step = CgnStep()
+    start = time.perf_counter()
+    gan = train(train_cfg, gan, train_split, CgnCollator(cfg.image_size), step, accelerator)
+    results = {
+        "train_seconds": time.perf_counter() - start,
+        "variant": cfg.variant,
+        "train_images": len(train_split),
+        "num_parameters": {
+            "generator": sum(p.numel() for p in gan.generator.parameters()),
+            "discriminator": sum(p.numel() for p in gan.discriminator.parameters()),
+        },
+        "final_losses": step.final_losses(),
+    }
+    if accelerator.is_main_process:
+        gan.generator.save_pretrained(train_cfg.output_dir)
+        gan.discriminator.save_pretrained(os.path.join(train_cfg.output_dir, "discriminator"))
+        results.update(evaluate_generator(gan.generator, cfg.eval_samples, cfg.eval_seed))
+        logger.info("CGN: %s", results)
+        with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results

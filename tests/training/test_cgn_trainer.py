@@ -1,0 +1,138 @@
+"""Training the MNIST-scale CGN (arXiv 2101.06046, sec. 3, app. A) as a conditional GAN on the shared loop."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from hf_counterfactual.models.cgn import CGNConfig, CGNDiscriminator, CounterfactualGenerativeNetwork
+from hf_counterfactual.training import TrainingConfig
+from hf_counterfactual.training.cgn_config import CgnTrainConfig
+from hf_counterfactual.training.cgn_trainer import CGNGAN, CgnCollator, CgnStep, run_cgn
+from hf_counterfactual.training.recipes import load_recipe
+
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "cgn", "colored_small.yaml")
+TINY = {"ngf": 4, "disc_hidden": 16, "latent_dim": 8}
+
+
+def _tiny_gan(disc_type: str = "mlp") -> CGNGAN:
+    torch.manual_seed(0)
+    config = CGNConfig(
+        image_size=8, ngf=4, latent_dim=8, disc_hidden=16, disc_channels=4, disc_type=disc_type
+    )
+    return CGNGAN(CounterfactualGenerativeNetwork(config), CGNDiscriminator(config))
+
+
+def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("disc_type", ["mlp", "conv"])
+def test_each_loss_reaches_only_its_own_player(disc_type):
+    gan = _tiny_gan(disc_type)
+    batch = {"pixel_values": torch.rand(4, 3, 8, 8) * 2 - 1, "labels": torch.tensor([0, 1, 2, 3])}
+
+    torch.manual_seed(1)
+    gan(**batch).generator_loss.backward()
+    assert all(g is None for g in _grads(gan.discriminator))
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(gan.generator))
+
+    gan.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    gan(**batch).discriminator_loss.backward()
+    assert all(g is None for g in _grads(gan.generator))
+    assert all(g is not None for g in _grads(gan.discriminator))
+    d_only = [g.clone() for g in _grads(gan.discriminator)]
+
+    # the summed loss the loop backpropagates gives D exactly L_D's gradient
+    gan.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    gan(**batch).loss.backward()
+    for g, expected in zip(_grads(gan.discriminator), d_only, strict=True):
+        torch.testing.assert_close(g, expected)
+
+
+def test_loss_is_the_weighted_sum_of_the_terms():
+    gan = _tiny_gan()
+    gan.lambda_adv, gan.lambda_binary, gan.lambda_mask = 0.5, 2.0, 3.0
+    out = gan(pixel_values=torch.zeros(2, 3, 8, 8), labels=torch.tensor([4, 5]))
+    expected = 0.5 * out.adversarial_loss + 2.0 * out.binary_loss + 3.0 * out.mask_loss
+    torch.testing.assert_close(out.generator_loss.detach(), expected)
+    torch.testing.assert_close(out.loss, out.generator_loss + out.discriminator_loss)
+    assert 0 < out.mask_mean < 1
+
+
+def test_collator_maps_pixels_to_minus_one_one_and_rejects_wrong_sizes():
+    rows = [
+        {"image": PIL.Image.fromarray(np.full((8, 8, 3), 255, np.uint8)), "label": 3},
+        {"image": np.zeros((8, 8, 3), np.uint8), "label": 7},
+    ]
+    batch = CgnCollator(image_size=8)(rows)
+    assert batch["pixel_values"].shape == (2, 3, 8, 8)
+    assert batch["pixel_values"][0].min() == 1.0 and batch["pixel_values"][1].max() == -1.0
+    assert batch["labels"].tolist() == [3, 7]
+    with pytest.raises(ValueError, match="must be 16x16"):
+        CgnCollator(image_size=16)(rows)
+    with pytest.raises(ValueError, match="empty batch"):
+        CgnCollator(image_size=8)([])
+
+
+def test_step_keeps_recent_logs_for_the_final_losses():
+    step = CgnStep(window=2)
+    assert step.final_losses() == {}
+    gan = _tiny_gan()
+    batch = {"pixel_values": torch.zeros(2, 3, 8, 8), "labels": torch.tensor([0, 1])}
+    for _ in range(3):
+        loss, logs = step(gan, batch)
+    assert set(logs) == set(CgnStep.KEYS) and len(step.recent) == 2
+    assert step.final_losses()["mask_mean"] == pytest.approx(np.mean([r["mask_mean"] for r in step.recent]))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="variant"):
+        CgnTrainConfig(variant="striped")
+    with pytest.raises(ValueError, match="num_train"):
+        CgnTrainConfig(num_train=0)
+    with pytest.raises(ValueError, match="lambda"):
+        CgnTrainConfig(lambda_binary=-1.0)
+
+
+def test_recipe_parses_with_overrides():
+    method, train_cfg, cfg = load_recipe(RECIPE, ["ngf=8", "variant=double_colored", "max_steps=3"])
+    assert method == "cgn" and isinstance(cfg, CgnTrainConfig)
+    assert (cfg.ngf, cfg.variant, train_cfg.max_steps) == (8, "double_colored", 3)
+    # the paper's optimiser: Adam 2e-4, betas (0.5, 0.999), batch 16, no schedule
+    assert (train_cfg.learning_rate, train_cfg.adam_beta1, train_cfg.adam_beta2) == (2e-4, 0.5, 0.999)
+    assert (train_cfg.batch_size, train_cfg.lr_scheduler) == (16, "constant")
+
+
+def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
+    out = tmp_path / "run"
+    train_cfg = TrainingConfig(
+        output_dir=str(out),
+        max_steps=3,
+        batch_size=8,
+        learning_rate=2e-4,
+        adam_beta1=0.5,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        disable_progress_bar=True,
+    )
+    cfg = CgnTrainConfig(item_source="digits", num_train=24, eval_samples=16, **TINY)
+    metrics = run_cgn(train_cfg, cfg)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    for key in ("train_seconds", "mask_mean", "mask_binariness", "images_per_second", "final_losses"):
+        assert key in metrics
+    assert set(metrics["final_losses"]) == set(CgnStep.KEYS)
+    assert 0 < metrics["mask_mean"] < 1 and 0 <= metrics["mask_binariness"] <= 1
+    assert metrics["train_images"] == 24
+
+    generator = CounterfactualGenerativeNetwork.from_pretrained(str(out))
+    assert (generator.config.ngf, generator.config.latent_dim) == (4, 8)
+    images = generator.generate([0, 1, 2], [3, 4, 5], [6, 7, 8]).images
+    assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    discriminator = CGNDiscriminator.from_pretrained(str(out / "discriminator"))
+    assert discriminator(images, torch.tensor([0, 1, 2])).shape == (3,)
