@@ -1,4 +1,4 @@
-"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, explain, bench).
+"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, explain, generate, bench).
 
 Every sub-command runs unchanged under `accelerate launch -m hf_counterfactual.cli ...`.
 """
@@ -84,6 +84,38 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {os.path.join(args.out, 'saliency.json')}")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .models.cgn import (
+        CounterfactualGenerativeNetwork,
+        generate_counterfactual_dataset,
+        save_counterfactual_grid,
+        save_image_grid,
+    )
+
+    if args.num_images <= 0:
+        raise ValueError(f"-n/--num-images must be > 0, got {args.num_images}.")
+    model = CounterfactualGenerativeNetwork.from_pretrained(args.model)
+    k = model.config.num_classes
+    texture = args.shape if args.texture is None else args.texture
+    background = args.shape if args.background is None else args.background
+    for flag, value in (("--shape", args.shape), ("--texture", texture), ("--background", background)):
+        if not 0 <= value < k:
+            raise ValueError(f"{flag} must be a class id in [0, {k}), got {value}.")
+    if args.grid:
+        save_counterfactual_grid(model, args.out, seed=args.seed)
+    else:
+        n = args.num_images
+        out = model.generate([args.shape] * n, [texture] * n, [background] * n, seed=args.seed)
+        save_image_grid(out.images, args.out)
+    print(f"wrote {args.out}")
+    if args.dataset_out:
+        data = generate_counterfactual_dataset(
+            model, args.labels_from, per_image=args.per_image, seed=args.seed, mode=args.mode
+        )
+        data.save_to_disk(args.dataset_out)
+        print(f"wrote {args.dataset_out} ({len(data)} counterfactuals)")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .report import run_quickstart
 
@@ -143,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")
     p.add_argument("--json", help="Write results here instead of stdout.")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "generate", help="CGN samples of chosen classes as a PNG grid, a class grid, or a dataset."
+    )
+    p.add_argument("--model", required=True, help="Folder of a saved CounterfactualGenerativeNetwork.")
+    p.add_argument("--shape", type=int, default=0, help="Shape (mask) class.")
+    p.add_argument("--texture", type=int, help="Foreground texture class (default: --shape).")
+    p.add_argument("--background", type=int, help="Background class (default: --shape).")
+    p.add_argument("-n", "--num-images", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", action="store_true", help="Write the shape x texture/background class grid.")
+    p.add_argument("--out", default="outputs/generate/cgn.png", help="PNG to write.")
+    p.add_argument("--dataset-out", help="Also write a counterfactual dataset here (save_to_disk).")
+    p.add_argument("--labels-from", type=int, default=100, help="Real images (labels cycle 0..K-1).")
+    p.add_argument("--per-image", type=int, default=10, help="Counterfactuals per real image.")
+    p.add_argument("--mode", default="random", choices=["random", "permuted"])
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -1,6 +1,14 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_cgn import CGNConfig
+from .counterfactuals import (
+    batch_seed,
+    class_names,
+    generate_counterfactual_dataset,
+    save_counterfactual_grid,
+    save_image_grid,
+    to_uint8,
+)
 from .losses import (
     gram_matrix,
     lsgan_discriminator_loss,
@@ -26,13 +34,19 @@ __all__ = [
     "CGNDiscriminator",
     "CGNOutput",
     "CounterfactualGenerativeNetwork",
+    "batch_seed",
+    "class_names",
+    "generate_counterfactual_dataset",
     "gram_matrix",
     "lsgan_discriminator_loss",
     "lsgan_generator_loss",
     "mask_binary_entropy",
     "mask_size_loss",
+    "save_counterfactual_grid",
+    "save_image_grid",
     "shuffle_texture",
     "style_loss",
     "tile_and_crop",
+    "to_uint8",
     "to_unit_range",
 ]

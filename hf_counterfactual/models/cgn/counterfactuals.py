@@ -1,0 +1,185 @@
+"""Counterfactual data from a CGN (arXiv 2101.06046, sec. 3.3): datasets, a class grid and sample grids.
+
+A counterfactual keeps a real image's shape class and draws foreground texture and background classes
+independently, each mechanism with fresh noise ("mask from one class, foreground and background from
+permuted classes"); the authors train on 10 counterfactuals per real image. Figures are drawn on
+matplotlib's Agg canvas without pyplot, so no global backend state is touched.
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from .modeling_cgn import CounterfactualGenerativeNetwork, to_unit_range
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The `generate` seed of batch `index` of `generate_counterfactual_dataset(..., seed=seed)`."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def class_names(model: CounterfactualGenerativeNetwork) -> list[str]:
+    """`model.config.id2label` names when it names every class (and not as `LABEL_i`), else "0", "1", ..."""
+    k = model.config.num_classes
+    id2label = {int(i): name for i, name in (model.config.id2label or {}).items()}
+    names = [id2label.get(i) for i in range(k)]
+    if None in names or names == [f"LABEL_{i}" for i in range(k)]:
+        return [str(i) for i in range(k)]
+    return names
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """CGN outputs (B, C, H, W) in [-1, 1] -> (B, H, W, 3) uint8 RGB (one channel is repeated)."""
+    pixels = to_unit_range(images).clamp(0, 1).mul(255).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
+
+
+def generate_counterfactual_dataset(
+    model: CounterfactualGenerativeNetwork,
+    labels: Sequence[int] | int,
+    per_image: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+    mode: Literal["random", "permuted"] = "random",
+) -> datasets.Dataset:
+    """`per_image` counterfactuals per real image: shape = its label y, texture and background drawn anew.
+
+    `labels` are the real images' shape labels, or a number of images whose labels cycle 0, 1, ..., K-1.
+    Row `i * per_image + k` is counterfactual k of image i. `mode="random"` draws texture and background
+    classes uniformly from [0, K); `mode="permuted"` takes them from random permutations of `labels`
+    (one per counterfactual round and mechanism), keeping the data's class frequencies. Class draws use
+    `np.random.default_rng(seed)`; batch b is generated with `seed=batch_seed(seed, b)`, so the same seed
+    gives the same dataset. Columns: `image` (RGB), `label` (ClassLabel, = shape), `shape`, `texture`,
+    `background`.
+    """
+    k = model.config.num_classes
+    if isinstance(labels, int | np.integer):
+        if labels <= 0:
+            raise ValueError(f"num_images must be > 0, got {labels}.")
+        labels = np.arange(labels) % k
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must be a non-empty 1-D sequence of integer class ids, got shape {labels.shape}."
+        )
+    if (labels < 0).any() or (labels >= k).any():
+        raise ValueError(f"labels must be class ids in [0, {k}); got min {labels.min()}, max {labels.max()}.")
+    if per_image <= 0:
+        raise ValueError(f"per_image must be > 0, got {per_image}.")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}.")
+    if mode not in ("random", "permuted"):
+        raise ValueError(f"mode must be 'random' or 'permuted', got {mode!r}.")
+
+    rng = np.random.default_rng(seed)
+    shape = np.repeat(labels, per_image)
+    if mode == "random":
+        texture, background = rng.integers(0, k, size=(2, shape.size))
+    else:  # (per_image, n) rounds of permuted labels, then image-major like `shape`
+        texture, background = (
+            np.stack([labels[rng.permutation(labels.size)] for _ in range(per_image)]).T.ravel()
+            for _ in range(2)
+        )
+
+    images = []
+    for b, start in enumerate(range(0, shape.size, batch_size)):
+        part = slice(start, start + batch_size)
+        out = model.generate(shape[part], texture[part], background[part], seed=batch_seed(seed, b))
+        images.extend(Image.fromarray(a) for a in to_uint8(out.images))
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=class_names(model)),
+            "shape": datasets.Value("int64"),
+            "texture": datasets.Value("int64"),
+            "background": datasets.Value("int64"),
+        }
+    )
+    columns = {"shape": shape.tolist(), "texture": texture.tolist(), "background": background.tolist()}
+    return datasets.Dataset.from_dict(
+        {"image": images, "label": columns["shape"], **columns}, features=features
+    )
+
+
+def save_counterfactual_grid(
+    model: CounterfactualGenerativeNetwork,
+    path: str | Path,
+    shape_classes: Sequence[int] | None = None,
+    column_classes: Sequence[int] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG grid: one row per shape class, one column per texture = background class.
+
+    Classes default to all of [0, K). All cells come from one `generate(..., seed=seed)` call. Each cell
+    is 1 inch square at 100 dpi, after a 0.4 inch row-label margin and under a 0.3 inch title band: the
+    PNG is 40 + 100 * columns pixels wide and 30 + 100 * rows tall. Returns the path.
+    """
+    k = model.config.num_classes
+    rows = list(range(k)) if shape_classes is None else [int(c) for c in shape_classes]
+    cols = list(range(k)) if column_classes is None else [int(c) for c in column_classes]
+    if not rows or not cols:
+        raise ValueError("shape_classes and column_classes must each name at least one class.")
+    shape = [r for r in rows for _ in cols]
+    other = cols * len(rows)
+    cells = to_uint8(model.generate(shape, other, other, seed=seed).images)  # checks the class ids
+
+    names = class_names(model)
+    margin, band = 0.4, 0.3  # inches
+    width, height = margin + len(cols), band + len(rows)
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(cells[i])
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r, y in enumerate(rows):
+        axes[r, 0].set_ylabel(f"shape {names[y]}", fontsize=7)
+    for c, y in enumerate(cols):
+        axes[0, c].set_title(f"tex/bg {names[y]}", fontsize=7)
+    fig.subplots_adjust(
+        left=margin / width, right=1, bottom=0, top=1 - band / height, wspace=0.05, hspace=0.05
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, columns: int | None = None, pad: int = 2) -> Path:
+    """Tile CGN outputs (B, C, H, W) in [-1, 1] into one PNG with `pad` black pixels between cells.
+
+    `columns` defaults to ceil(sqrt(B)); the PNG is columns * (W + pad) + pad wide and
+    rows * (H + pad) + pad tall. Returns the path.
+    """
+    pixels = to_uint8(images)
+    n, h, w, _ = pixels.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        top, left = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
+        canvas[top : top + h, left : left + w] = image
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path, format="PNG")
+    return path
+
+
+__all__ = [
+    "batch_seed",
+    "class_names",
+    "generate_counterfactual_dataset",
+    "save_counterfactual_grid",
+    "save_image_grid",
+    "to_uint8",
+]

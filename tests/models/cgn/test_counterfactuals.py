@@ -1,0 +1,142 @@
+"""CGN counterfactual data (arXiv 2101.06046, sec. 3.3): per-image counterfactuals keep the shape class and
+draw texture and background classes anew; determinism, save / load, errors, and the class-grid PNG."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_counterfactual.models.cgn import (
+    CGNConfig,
+    CounterfactualGenerativeNetwork,
+    batch_seed,
+    generate_counterfactual_dataset,
+    save_counterfactual_grid,
+    save_image_grid,
+    to_uint8,
+)
+
+
+def tiny_cgn(**kwargs) -> CounterfactualGenerativeNetwork:
+    torch.manual_seed(0)
+    config = CGNConfig(**{"num_classes": 4, "image_size": 8, "latent_dim": 8, "ngf": 4, **kwargs})
+    model = CounterfactualGenerativeNetwork(config)
+    with torch.no_grad():  # spread the near-constant 0.1-gain init so images differ
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_cgn()
+
+
+LABELS = [0, 3, 1, 2, 3]
+
+
+def test_columns_sizes_and_features(model):
+    data = generate_counterfactual_dataset(model, LABELS, per_image=3, seed=1, batch_size=4)
+    assert len(data) == len(LABELS) * 3
+    assert data["shape"] == np.repeat(LABELS, 3).tolist()
+    assert data["label"] == data["shape"]
+    assert data.features["label"].names == ["0", "1", "2", "3"]
+    assert isinstance(data.features["image"], datasets.Image)
+    image = data[0]["image"]
+    assert image.mode == "RGB" and image.size == (8, 8)
+    assert all(0 <= t < 4 for t in list(data["texture"]) + list(data["background"]))
+
+
+def test_rows_are_what_generate_was_asked_for(model):
+    data = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=5, batch_size=4)
+    # batch 1 = rows 4..7: regenerate it with its seed and classes and compare pixels
+    rows = data.select(range(4, 8))
+    out = model.generate(rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1))
+    expected = to_uint8(out.images)
+    got = np.stack([np.asarray(image) for image in rows["image"]])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_random_draws_are_uniform_and_seeded(model):
+    data = generate_counterfactual_dataset(model, 50, per_image=4, seed=0)
+    assert data["shape"] == np.repeat(np.arange(50) % 4, 4).tolist()
+    rng = np.random.default_rng(0)
+    texture, background = rng.integers(0, 4, size=(2, 200))
+    assert data["texture"] == texture.tolist() and data["background"] == background.tolist()
+    assert set(data["texture"]) == set(range(4))
+
+
+def test_permuted_mode_keeps_label_frequencies(model):
+    labels = [0, 0, 0, 1, 2]
+    data = generate_counterfactual_dataset(model, labels, per_image=3, mode="permuted")
+    for column in ("texture", "background"):
+        rounds = np.asarray(data[column]).reshape(len(labels), 3).T  # one permutation per round
+        for draw in rounds:
+            assert sorted(draw.tolist()) == sorted(labels)
+
+
+def test_deterministic_per_seed(model):
+    a = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=3)
+    b = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=3)
+    c = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=4)
+    assert a["texture"] == b["texture"] and a["background"] == b["background"]
+    pixels = [np.stack([np.asarray(x) for x in d["image"]]) for d in (a, b, c)]
+    np.testing.assert_array_equal(pixels[0], pixels[1])
+    assert not np.array_equal(pixels[0], pixels[2])
+
+
+def test_save_to_disk_round_trip(model, tmp_path):
+    data = generate_counterfactual_dataset(model, LABELS, per_image=2)
+    data.save_to_disk(str(tmp_path / "cf"))
+    loaded = datasets.load_from_disk(str(tmp_path / "cf"))
+    assert loaded.features == data.features
+    for column in ("label", "shape", "texture", "background"):
+        assert loaded[column] == data[column]
+    np.testing.assert_array_equal(np.asarray(loaded[3]["image"]), np.asarray(data[3]["image"]))
+
+
+def test_label_names_from_id2label():
+    names = ["zero", "one", "two", "three"]
+    model = tiny_cgn(id2label=dict(enumerate(names)))
+    data = generate_counterfactual_dataset(model, [2], per_image=1)
+    assert data.features["label"].names == names
+    assert data.features["label"].int2str(data[0]["label"]) == "two"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": [0, 1], "per_image": 0}, "per_image"),
+        ({"labels": 0}, "num_images"),
+        ({"labels": [0, 4]}, r"\[0, 4\)"),
+        ({"labels": [-1]}, r"\[0, 4\)"),
+        ({"labels": []}, "non-empty"),
+        ({"labels": [0], "batch_size": 0}, "batch_size"),
+        ({"labels": [0], "mode": "shuffled"}, "mode"),
+    ],
+)
+def test_errors(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate_counterfactual_dataset(model, **kwargs)
+
+
+def test_class_grid_png_size(model, tmp_path):
+    path = save_counterfactual_grid(
+        model, tmp_path / "grid.png", shape_classes=[0, 2], column_classes=[1, 2, 3]
+    )
+    with Image.open(path) as image:
+        assert image.size == (40 + 100 * 3, 30 + 100 * 2)
+    with Image.open(save_counterfactual_grid(model, tmp_path / "all.png")) as image:
+        assert image.size == (40 + 100 * 4, 30 + 100 * 4)
+    with pytest.raises(ValueError, match="class ids"):
+        save_counterfactual_grid(model, tmp_path / "bad.png", shape_classes=[4])
+
+
+def test_image_grid_tiles_samples(model, tmp_path):
+    out = model.generate([1] * 5, [2] * 5, [3] * 5, seed=0)
+    with Image.open(save_image_grid(out.images, tmp_path / "s.png")) as image:
+        assert image.size == (3 * 10 + 2, 2 * 10 + 2)  # 3 columns x 2 rows of 8 px + 2 px padding
+        pixels = np.asarray(image)
+    np.testing.assert_array_equal(pixels[2:10, 2:10], to_uint8(out.images)[0])
