@@ -11,7 +11,7 @@ import torch
 from hf_counterfactual.models.cgn import CGNConfig, CGNDiscriminator, CounterfactualGenerativeNetwork
 from hf_counterfactual.training import TrainingConfig
 from hf_counterfactual.training.cgn_config import CgnTrainConfig
-from hf_counterfactual.training.cgn_trainer import CGNGAN, CgnCollator, CgnStep, run_cgn
+from hf_counterfactual.training.cgn_trainer import CGNGAN, CgnCollator, CgnStep, class_mask_iou, run_cgn
 from hf_counterfactual.training.recipes import load_recipe
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "cgn", "colored_small.yaml")
@@ -124,6 +124,7 @@ def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
     cfg = CgnTrainConfig(item_source="digits", num_train=24, eval_samples=16, **TINY)
     metrics = run_cgn(train_cfg, cfg)
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert 0 <= metrics["mask_iou"] <= 1 and set(metrics["mask_iou_per_class"]) <= {str(c) for c in range(10)}
     for key in ("train_seconds", "mask_mean", "mask_binariness", "images_per_second", "final_losses"):
         assert key in metrics
     assert set(metrics["final_losses"]) == set(CgnStep.KEYS)
@@ -136,3 +137,21 @@ def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
     assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
     discriminator = CGNDiscriminator.from_pretrained(str(out / "discriminator"))
     assert discriminator(images, torch.tensor([0, 1, 2])).shape == (3,)
+
+
+def test_class_mask_iou_catches_inverted_masks():
+    item = torch.zeros(4, 4)
+    item[1:3, 1:3] = 1  # 4 of 16 pixels
+    real = torch.stack([item, item, 1 - item])
+    real_labels = torch.tensor([0, 0, 1])
+    generated = torch.stack(
+        [item, 1 - item, 1 - item * 0.6]
+    )  # class 0 right; class 1 inverted vs its real mask
+    out = class_mask_iou(generated, torch.tensor([0, 1, 1]), real, real_labels, num_classes=3)
+    assert out["mask_iou_per_class"]["0"] == 1.0
+    # class 1: mean generated mask = 1 - 0.8 * item -> > 0.5 everywhere but the item: equals its real mask (1 - item)
+    assert out["mask_iou_per_class"]["1"] == 1.0
+    flipped = class_mask_iou(1 - generated, torch.tensor([0, 1, 1]), real, real_labels, num_classes=3)
+    assert flipped["mask_iou_per_class"]["0"] == 0.0 and flipped["mask_iou_per_class"]["1"] == 0.0
+    assert "2" not in out["mask_iou_per_class"]  # absent class skipped
+    assert out["mask_iou"] == 1.0 and flipped["mask_iou"] == 0.0
