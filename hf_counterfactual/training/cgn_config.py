@@ -49,6 +49,12 @@ class CgnTrainConfig:
     lambda_adv: float = field(default=1.0, metadata={"help": "Weight of the generator's LSGAN loss."})
     lambda_binary: float = field(default=1.0, metadata={"help": "Weight of L_binary (mask entropy)."})
     lambda_mask: float = field(default=1.0, metadata={"help": "Weight of L_mask (mask size hinge)."})
+    random_fake_labels: bool = field(
+        default=True,
+        metadata={
+            "help": "Condition fakes on uniformly drawn classes (the authors' y_gen) instead of the batch's."
+        },
+    )
     eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
 

@@ -104,13 +104,18 @@ class CGNGAN(nn.Module):
         lambda_adv: float = 1.0,
         lambda_binary: float = 1.0,
         lambda_mask: float = 1.0,
+        random_fake_labels: bool = False,
     ):
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
         self.lambda_adv, self.lambda_binary, self.lambda_mask = lambda_adv, lambda_binary, lambda_mask
+        self.random_fake_labels = random_fake_labels
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> CGNGANOutput:
+        real_labels = labels
+        if self.random_fake_labels:  # the authors' y_gen: fakes of uniformly drawn classes
+            labels = torch.randint(0, self.generator.config.num_classes, labels.shape, device=labels.device)
         fake = self.generator(labels, labels, labels)
         # D with detached weights: L_G's gradient reaches the fake images (and so G), not D
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
@@ -120,7 +125,7 @@ class CGNGAN(nn.Module):
         size = mask_size_loss(fake.mask)
         generator_loss = self.lambda_adv * adversarial + self.lambda_binary * binary + self.lambda_mask * size
         discriminator_loss = lsgan_discriminator_loss(
-            self.discriminator(pixel_values, labels), self.discriminator(fake.images.detach(), labels)
+            self.discriminator(pixel_values, real_labels), self.discriminator(fake.images.detach(), labels)
         )
         return CGNGANOutput(
             loss=generator_loss + discriminator_loss,
@@ -267,6 +272,7 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         cfg.lambda_adv,
         cfg.lambda_binary,
         cfg.lambda_mask,
+        cfg.random_fake_labels,
     )
     step = CgnStep()
     start = time.perf_counter()

@@ -155,3 +155,25 @@ def test_class_mask_iou_catches_inverted_masks():
     assert flipped["mask_iou_per_class"]["0"] == 0.0 and flipped["mask_iou_per_class"]["1"] == 0.0
     assert "2" not in out["mask_iou_per_class"]  # absent class skipped
     assert out["mask_iou"] == 1.0 and flipped["mask_iou"] == 0.0
+
+
+@pytest.mark.parametrize("random_fake_labels", [False, True])
+def test_fakes_use_the_batch_labels_or_uniform_draws(random_fake_labels, monkeypatch):
+    gan = _tiny_gan()
+    gan.random_fake_labels = random_fake_labels
+    seen = []
+    forward = gan.generator.forward
+    monkeypatch.setattr(
+        gan.generator, "forward", lambda s, t, b, **kw: seen.append((s, t, b)) or forward(s, t, b, **kw)
+    )
+    labels = torch.zeros(64, dtype=torch.long)
+    torch.manual_seed(0)
+    gan(pixel_values=torch.rand(64, 3, 8, 8) * 2 - 1, labels=labels)
+    shape, texture, background = seen[0]
+    assert torch.equal(shape, texture) and torch.equal(
+        shape, background
+    )  # one class per fake, as in training
+    if random_fake_labels:
+        assert len(shape.unique()) > 5  # uniform over 10 classes, not the batch's all-zero labels
+    else:
+        assert torch.equal(shape, labels)
