@@ -55,6 +55,13 @@ class CgnTrainConfig:
             "help": "Condition fakes on uniformly drawn classes (the authors' y_gen) instead of the batch's."
         },
     )
+    lambda_style: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the Gram (style) loss of fakes vs the real batch on RandomConvFeatures (0 = off)."
+        },
+    )
+    style_seed: int = field(default=0, metadata={"help": "Seed of the random conv feature network."})
     eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
 
@@ -65,5 +72,5 @@ class CgnTrainConfig:
             raise ValueError(f"num_train must be >= 1, got {self.num_train}.")
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
-        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask) < 0:
-            raise ValueError("lambda_adv, lambda_binary and lambda_mask must be >= 0.")
+        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask, self.lambda_style) < 0:
+            raise ValueError("lambda_adv, lambda_binary, lambda_mask and lambda_style must be >= 0.")

@@ -45,10 +45,12 @@ from ..models.cgn import (
     CGNConfig,
     CGNDiscriminator,
     CounterfactualGenerativeNetwork,
+    RandomConvFeatures,
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mask_binary_entropy,
     mask_size_loss,
+    style_loss,
 )
 from .cgn_config import CgnTrainConfig
 from .config import TrainingConfig
@@ -91,6 +93,7 @@ class CGNGANOutput(ModelOutput):
     adversarial_loss: torch.FloatTensor | None = None
     binary_loss: torch.FloatTensor | None = None
     mask_loss: torch.FloatTensor | None = None
+    style_loss: torch.FloatTensor | None = None
     mask_mean: torch.FloatTensor | None = None
 
 
@@ -105,12 +108,16 @@ class CGNGAN(nn.Module):
         lambda_binary: float = 1.0,
         lambda_mask: float = 1.0,
         random_fake_labels: bool = False,
+        lambda_style: float = 0.0,
+        style_seed: int = 0,
     ):
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
         self.lambda_adv, self.lambda_binary, self.lambda_mask = lambda_adv, lambda_binary, lambda_mask
         self.random_fake_labels = random_fake_labels
+        self.lambda_style = lambda_style
+        self.style_features = RandomConvFeatures(seed=style_seed) if lambda_style > 0 else None
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> CGNGANOutput:
         real_labels = labels
@@ -124,6 +131,12 @@ class CGNGAN(nn.Module):
         binary = mask_binary_entropy(fake.mask)
         size = mask_size_loss(fake.mask)
         generator_loss = self.lambda_adv * adversarial + self.lambda_binary * binary + self.lambda_mask * size
+        style = torch.zeros((), device=size.device)
+        if (
+            self.style_features is not None
+        ):  # Gram statistics of fakes vs the real batch, as the authors' L_perc
+            style = style_loss(self.style_features(fake.images), self.style_features(pixel_values))
+            generator_loss = generator_loss + self.lambda_style * style
         discriminator_loss = lsgan_discriminator_loss(
             self.discriminator(pixel_values, real_labels), self.discriminator(fake.images.detach(), labels)
         )
@@ -134,6 +147,7 @@ class CGNGAN(nn.Module):
             adversarial_loss=adversarial.detach(),
             binary_loss=binary.detach(),
             mask_loss=size.detach(),
+            style_loss=style.detach(),
             mask_mean=fake.mask.detach().mean(),
         )
 
@@ -147,6 +161,7 @@ class CgnStep:
         "adversarial_loss",
         "binary_loss",
         "mask_loss",
+        "style_loss",
         "mask_mean",
     )
 
@@ -273,6 +288,8 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         cfg.lambda_binary,
         cfg.lambda_mask,
         cfg.random_fake_labels,
+        cfg.lambda_style,
+        cfg.style_seed,
     )
     step = CgnStep()
     start = time.perf_counter()

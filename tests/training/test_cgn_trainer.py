@@ -177,3 +177,22 @@ def test_fakes_use_the_batch_labels_or_uniform_draws(random_fake_labels, monkeyp
         assert len(shape.unique()) > 5  # uniform over 10 classes, not the batch's all-zero labels
     else:
         assert torch.equal(shape, labels)
+
+
+def test_style_term_joins_the_generator_loss_only():
+    gan = _tiny_gan()
+    styled = _tiny_gan()
+    styled.lambda_style = 2.0
+    from hf_counterfactual.models.cgn import RandomConvFeatures
+
+    styled.style_features = RandomConvFeatures()
+    batch = {"pixel_values": torch.rand(4, 3, 8, 8) * 2 - 1, "labels": torch.tensor([0, 1, 2, 3])}
+    torch.manual_seed(1)
+    plain_out = gan(**batch)
+    torch.manual_seed(1)
+    out = styled(**batch)
+    assert out.style_loss > 0 and plain_out.style_loss == 0
+    torch.testing.assert_close(out.generator_loss, plain_out.generator_loss + 2.0 * out.style_loss)
+    torch.testing.assert_close(out.discriminator_loss, plain_out.discriminator_loss)
+    out.generator_loss.backward()
+    assert all(p.grad is None for p in styled.discriminator.parameters())

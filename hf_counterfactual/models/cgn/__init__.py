@@ -10,6 +10,7 @@ from .counterfactuals import (
     to_uint8,
 )
 from .losses import (
+    RandomConvFeatures,
     gram_matrix,
     lsgan_discriminator_loss,
     lsgan_generator_loss,
@@ -30,6 +31,7 @@ AutoConfig.register("cgn", CGNConfig)
 AutoModel.register(CGNConfig, CounterfactualGenerativeNetwork)
 
 __all__ = [
+    "RandomConvFeatures",
     "CGNConfig",
     "CGNDiscriminator",
     "CGNOutput",

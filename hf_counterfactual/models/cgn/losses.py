@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def lsgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
@@ -75,3 +77,33 @@ __all__ = [
     "mask_size_loss",
     "style_loss",
 ]
+
+
+class RandomConvFeatures(nn.Module):
+    """A frozen, randomly initialised conv net whose activations feed `style_loss` (no VGG weights offline).
+
+    Three conv3x3 + ReLU stages (the last two after 2x average pooling), weights drawn from a seeded
+    generator with He scaling, so the features are a fixed random basis of local colour / texture
+    statistics. `forward` returns the three activations.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (32, 64, 64), seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.convs = nn.ModuleList()
+        for c_in, c_out in zip((in_channels, *channels[:-1]), channels, strict=True):
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(
+                    torch.randn(conv.weight.shape, generator=generator) * math.sqrt(2 / (c_in * 9))
+                )
+                conv.bias.zero_()
+            self.convs.append(conv)
+        self.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features, h = [], images
+        for i, conv in enumerate(self.convs):
+            h = torch.relu(conv(F.avg_pool2d(h, 2) if i else h))
+            features.append(h)
+        return features

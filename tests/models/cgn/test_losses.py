@@ -64,3 +64,15 @@ def test_style_loss_sums_gram_mse_over_layers():
     assert style_loss([a1], [a1]).item() == 0.0
     with pytest.raises(ValueError, match="same non-zero number"):
         style_loss([a1], [])
+
+
+def test_random_conv_features_are_frozen_seeded_and_multiscale():
+    from hf_counterfactual.models.cgn import RandomConvFeatures
+
+    x = torch.rand(2, 3, 16, 16)
+    a, b, c = RandomConvFeatures(seed=0), RandomConvFeatures(seed=0), RandomConvFeatures(seed=1)
+    fa, fb, fc = a(x), b(x), c(x)
+    assert [tuple(f.shape) for f in fa] == [(2, 32, 16, 16), (2, 64, 8, 8), (2, 64, 4, 4)]
+    assert all(torch.equal(p, q) for p, q in zip(fa, fb, strict=True))
+    assert not torch.equal(fa[0], fc[0])
+    assert not any(p.requires_grad for p in a.parameters())
