@@ -17,7 +17,7 @@ from .sources import (
     load_voc_multilabel,
     read_idx,
 )
-from .transforms import ImageClassificationCollator, MultiLabelCollator, decode_image
+from .transforms import ImageClassificationCollator, ImageCollator, MultiLabelCollator, decode_image
 
 __all__ = [
     "CGN_PALETTE",
@@ -37,6 +37,7 @@ __all__ = [
     "VOC_CLASSES",
     "DataSourceNotFoundError",
     "ImageClassificationCollator",
+    "ImageCollator",
     "MultiLabelCollator",
     "decode_image",
     "load_coco_multilabel",

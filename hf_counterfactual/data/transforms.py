@@ -83,6 +83,7 @@ class _ImageBatching:
     convert_rgb: bool
     image_column: str
     skipped: int
+    resize = True  # False: an image of another size is an error (models that generate at one size)
 
     def __post_init__(self) -> None:
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
@@ -112,6 +113,11 @@ class _ImageBatching:
                 )
             image = _to_rgb(image)
         if image.size != (self.image_size, self.image_size):
+            if not self.resize:
+                raise ValueError(
+                    f"images must be {self.image_size}x{self.image_size}, got {image.size[0]}x{image.size[1]}; "
+                    "build the data with the run's image_size."
+                )
             image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
         return np.asarray(image)
 
@@ -208,3 +214,22 @@ class ImageClassificationCollator(_ImageBatching):
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         pixel_values, targets = self._collate(examples, self._class_id)
         return {"pixel_values": pixel_values, "labels": torch.tensor(targets, dtype=torch.long)}
+
+
+@dataclass
+class ImageCollator(_ImageBatching):
+    """Collate rows into `pixel_values` (B, 3, S, S) only (no labels), e.g. for inpainting.
+
+    Images are handled as by `MultiLabelCollator`; the default mean 0 / std 1 keeps pixels in [0, 1].
+    """
+
+    image_size: int
+    image_column: str = "image"
+    image_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    image_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    convert_rgb: bool = True
+    skipped: int = field(default=0, init=False)
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        pixel_values, _ = self._collate(examples, lambda example, index: None)
+        return {"pixel_values": pixel_values}

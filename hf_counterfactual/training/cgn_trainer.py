@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -40,7 +40,7 @@ from transformers.utils import ModelOutput
 
 from ..data import decode_image, load_item_source
 from ..data.cgn_variants import CgnVariantConfig, build_cgn_variant
-from ..data.transforms import _to_rgb
+from ..data.transforms import _ImageBatching
 from ..models.cgn import (
     CGNConfig,
     CGNDiscriminator,
@@ -60,27 +60,24 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class CgnCollator:
-    """Collate CGN-variant rows into `pixel_values` (B, 3, S, S) in [-1, 1] (the generator's range) and `labels`."""
+class CgnCollator(_ImageBatching):
+    """CGN-variant rows as `pixel_values` (B, 3, S, S) in [-1, 1] (the generator's range) and `labels`.
+
+    Decoding as `MultiLabelCollator`; images must already be S x S, the size the generator makes.
+    """
 
     image_size: int
+    image_column: str = "image"
+    label_column: str = "label"
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    convert_rgb: bool = True
+    skipped: int = field(default=0, init=False)
+    resize = False
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("Got an empty batch.")
-        pixels = []
-        for example in examples:
-            image = decode_image(example["image"])
-            image = image if image.mode == "RGB" else _to_rgb(image)
-            if image.size != (self.image_size, self.image_size):
-                raise ValueError(
-                    f"images must be {self.image_size}x{self.image_size}, got {image.size[0]}x{image.size[1]}; "
-                    "build the data with the run's image_size."
-                )
-            pixels.append(np.asarray(image))
-        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
-        labels = torch.tensor([example["label"] for example in examples], dtype=torch.long)
-        return {"pixel_values": pixel_values.contiguous(), "labels": labels}
+        pixel_values, labels = self._collate(examples, lambda example, index: int(example[self.label_column]))
+        return {"pixel_values": pixel_values, "labels": torch.tensor(labels, dtype=torch.long)}
 
 
 @dataclass

@@ -10,17 +10,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 import datasets
-import numpy as np
-import PIL.Image
 import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from ..data import LocalisationSceneConfig, build_localisation_scenes, decode_image, load_item_source
-from ..data.transforms import _to_rgb
+from ..data import ImageCollator, LocalisationSceneConfig, build_localisation_scenes, load_item_source
 from ..explain.generative import GenerativeInfiller
 from ..explain.infillers import BlurInfiller, LocalInfiller, MeanInfiller
 from ..models.inpainter import InpainterUNet, InpaintingPipeline, random_inpainting_masks
@@ -29,27 +25,6 @@ from .inpainter_config import InpainterTrainConfig
 from .loop import make_accelerator, train
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class InpainterCollator:
-    """Collate `datasets` rows into `pixel_values` (B, 3, S, S) in [0, 1]: decoded, RGB, resized bilinearly."""
-
-    image_size: int
-    image_column: str = "image"
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("Got an empty batch.")
-        pixels = []
-        for example in examples:
-            image = decode_image(example[self.image_column])
-            image = image if image.mode == "RGB" else _to_rgb(image)
-            if image.size != (self.image_size, self.image_size):
-                image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
-            pixels.append(np.asarray(image))
-        pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
-        return {"pixel_values": pixel_values.contiguous()}
 
 
 def load_inpainter_data(cfg: InpainterTrainConfig, seed: int = 0) -> datasets.DatasetDict:
@@ -92,7 +67,7 @@ def inpainter_step_fn(cfg: InpainterTrainConfig):
 def evaluate_infillers(
     infillers: dict,
     dataset,
-    collator: InpainterCollator,
+    collator: ImageCollator,
     cfg: InpainterTrainConfig,
     batch_size: int = 64,
 ) -> dict[str, float]:
@@ -125,7 +100,7 @@ def run_inpainter(
     accelerator = make_accelerator(train_cfg)
     if data is None:
         data = load_inpainter_data(cfg, seed=train_cfg.seed)
-    collator = InpainterCollator(cfg.image_size, cfg.image_column)
+    collator = ImageCollator(cfg.image_size, cfg.image_column)
     set_seed(train_cfg.seed)  # the same initial weights in every run and process
     model = InpainterUNet(
         in_channels=3,

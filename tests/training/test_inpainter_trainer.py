@@ -9,10 +9,11 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
+from hf_counterfactual.data import ImageCollator
 from hf_counterfactual.models.inpainter import InpainterUNet, InpaintingPipeline
 from hf_counterfactual.training import TrainingConfig, train
 from hf_counterfactual.training.inpainter_config import InpainterTrainConfig
-from hf_counterfactual.training.inpainter_trainer import InpainterCollator, inpainter_step_fn, run_inpainter
+from hf_counterfactual.training.inpainter_trainer import inpainter_step_fn, run_inpainter
 from hf_counterfactual.training.recipes import load_recipe
 
 RECIPE = os.path.join(
@@ -25,11 +26,11 @@ def test_collator_gives_rgb_pixels_in_unit_range():
         {"image": np.full((10, 12), 255, np.uint8)},
         {"image": PIL.Image.fromarray(np.zeros((8, 8, 3), np.uint8))},
     ]
-    x = InpainterCollator(image_size=16)(rows)["pixel_values"]
+    x = ImageCollator(image_size=16)(rows)["pixel_values"]
     assert x.shape == (2, 3, 16, 16) and x.dtype == torch.float32
     assert x[0].min() == 1.0 and x[1].max() == 0.0
     with pytest.raises(ValueError, match="empty batch"):
-        InpainterCollator(image_size=16)([])
+        ImageCollator(image_size=16)([])
 
 
 def test_config_errors():
@@ -85,7 +86,7 @@ def _tiny_unet():
 
 def test_resumed_run_draws_the_same_masks(tmp_path):
     """Masks come from the RNG the loop seeds and checkpoints: interrupted + resumed = one run."""
-    data, collate, step = _random_images(), InpainterCollator(16), inpainter_step_fn(InpainterTrainConfig())
+    data, collate, step = _random_images(), ImageCollator(16), inpainter_step_fn(InpainterTrainConfig())
 
     def config(folder, **kwargs):
         return TrainingConfig(output_dir=str(folder), max_steps=4, batch_size=4, disable_progress_bar=True,
