@@ -29,6 +29,13 @@ def _to_unit(pixel_values: torch.Tensor, keep_mask: torch.Tensor, value_range: t
     return (pixel_values - low) / (high - low)
 
 
+def _check_settings(batch_size: int, value_range: tuple[float, float]) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if value_range[0] >= value_range[1]:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}.")
+
+
 class GenerativeInfiller:
     """Fill dropped pixels with a trained `InpainterUNet` (given directly or as an `InpaintingPipeline`).
 
@@ -56,10 +63,7 @@ class GenerativeInfiller:
             raise TypeError(
                 f"GenerativeInfiller needs an InpaintingPipeline or InpainterUNet, got {type(model)}."
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        if value_range[0] >= value_range[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}.")
+        _check_settings(batch_size, value_range)
         self.unet = model
         self.batch_size = batch_size
         self.value_range = value_range
@@ -124,10 +128,7 @@ class DiffusersInpaintInfiller:
         progress_bar: bool = False,
         **pipeline_kwargs,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        if value_range[0] >= value_range[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}.")
+        _check_settings(batch_size, value_range)
         self.pipeline = pipeline
         self.prompt = prompt
         self.num_inference_steps = num_inference_steps
