@@ -77,6 +77,7 @@ def paper_settings(canvas_size: int) -> dict:
     """FIDO's and BBMP's paper settings for 224 px, rescaled to `canvas_size` (lambda * pixels kept)."""
     fido = FidoConfig.for_image_size(canvas_size)
     return {
+        "image_size": canvas_size,
         "mask_size": fido.mask_size,
         "lambda_": fido.lambda_,
         "bbmp_lambda": 5e-3 * fido.lambda_ / 1e-3,
@@ -126,7 +127,9 @@ def explain_fn(name: str, model, settings: dict, infillers: dict):
         window = settings["occlusion_window"]
         return OcclusionExplainer(model, window=window, stride=max(1, window // 2)).explain
     if name == "gradcam":  # at the resolution of ResNet-50's last stage at 224 px
-        return lambda x, y: GradCamExplainer(model, deepest_conv_layer(model, x, min_size=7)).explain(x, y)
+        device = next(model.parameters()).device
+        probe = torch.zeros(1, 3, settings["image_size"], settings["image_size"], device=device)
+        return GradCamExplainer(model, deepest_conv_layer(model, probe, min_size=7)).explain
     raise ValueError(f"unknown method {name!r}.")
 
 

@@ -5,6 +5,7 @@ Backs `hf-counterfactual explain`. Images are prepared by the model's own image 
 sizes are the paper's, rescaled to that input size.
 """
 
+import dataclasses
 import json
 import os
 
@@ -111,7 +112,7 @@ def explain_image_files(
         "objective": objective,
         "infill": infill,
         "input_size": size,
-        "config": {k: v for k, v in vars(explainer.config).items()},
+        "config": dataclasses.asdict(explainer.config),
         "images": records,
     }
     with open(os.path.join(out_dir, "saliency.json"), "w") as f:
