@@ -132,40 +132,53 @@ class GradCamExplainer:
     def explain(self, pixel_values: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         pixel_values = as_image_batch(pixel_values)
         target = check_explain_inputs(pixel_values, target)
-        stored = []
+        cam = layer_grad_cam(self.model, self.layer, pixel_values, target)
+        cam = F.interpolate(cam[:, None], size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        return normalise_by_max(cam[:, 0])
 
-        def hook(module, inputs, output):
-            if not isinstance(output, torch.Tensor) or output.ndim != 4:
-                raise ValueError(
-                    f"Grad-CAM needs a layer with (N, K, h, w) tensor output; {type(module).__name__} "
-                    "returned something else; pass a conv layer as layer=..."
-                )
-            if not output.requires_grad:  # frozen model: make A a leaf we can differentiate w.r.t.
-                output = output.detach().requires_grad_()
-            stored.append(output)
-            return output
 
-        handle = self.layer.register_forward_hook(hook)
-        try:
-            with eval_mode(self.model), torch.enable_grad():
-                logits = classifier_logits(self.model, pixel_values)
-                check_target_range(target, logits.shape[-1])
-                if not stored:
-                    raise ValueError(
-                        f"layer {type(self.layer).__name__} was not called by the model's forward."
-                    )
-                activation = stored[-1]
-                score = logits.gather(-1, target.long()[:, None]).sum()
-                (grad,) = torch.autograd.grad(score, activation)
-        finally:
-            handle.remove()
+def layer_grad_cam(
+    model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM (eq. 1-2) at `layer`'s own (h, w) resolution, unnormalised: relu(sum_k w_k A_k), shape (B, h, w).
 
-        activation = activation.detach()
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activation).sum(1, keepdim=True))
-        cam = F.interpolate(cam, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        peak = cam.amax(dim=(1, 2), keepdim=True)
-        return torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
+    Gradients are taken with `torch.autograd.grad` w.r.t. A only, so parameters get no `.grad` and frozen
+    models work; the model runs in eval mode (its mode is restored afterwards).
+    """
+    stored = []
+
+    def hook(module, inputs, output):
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise ValueError(
+                f"Grad-CAM needs a layer with (N, K, h, w) tensor output; {type(module).__name__} "
+                "returned something else; pass a conv layer as layer=..."
+            )
+        if not output.requires_grad:  # frozen model: make A a leaf we can differentiate w.r.t.
+            output = output.detach().requires_grad_()
+        stored.append(output)
+        return output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with eval_mode(model), torch.enable_grad():
+            logits = classifier_logits(model, pixel_values)
+            check_target_range(target, logits.shape[-1])
+            if not stored:
+                raise ValueError(f"layer {type(layer).__name__} was not called by the model's forward.")
+            activation = stored[-1]
+            score = logits.gather(-1, target.long()[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, activation)
+    finally:
+        handle.remove()
+
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    return F.relu((weights * activation.detach()).sum(1))
+
+
+def normalise_by_max(maps: torch.Tensor) -> torch.Tensor:
+    """Each (h, w) map of a (B, h, w) batch divided by its max; an all-zero map stays 0."""
+    peak = maps.amax(dim=(1, 2), keepdim=True)
+    return torch.where(peak > 0, maps / peak.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(maps))
 
 
 @dataclass
