@@ -1,4 +1,4 @@
-"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, explain, generate, bench).
+"""`hf-counterfactual`: one entry point with sub-commands (quickstart, train, evaluate, explain, generate, bench, card, push).
 
 Every sub-command runs unchanged under `accelerate launch -m hf_counterfactual.cli ...`.
 """
@@ -57,11 +57,23 @@ def cmd_bench(args: argparse.Namespace) -> None:
         result = run_pat_benchmark(
             scale, seeds=args.seeds, item_source=args.item_source, output_dir=output_dir
         )
-    else:
+    elif args.method == "fido":
         from .bench.fido import run_fido_benchmark
 
         seed = args.seeds[0] if args.seeds else 0
         result = run_fido_benchmark(scale, seed=seed, item_source=args.item_source, output_dir=output_dir)
+    else:
+        from .bench.cgn import run_cgn_benchmark
+
+        seed = args.seeds[0] if args.seeds else 0
+        result = run_cgn_benchmark(
+            scale,
+            seed=seed,
+            item_source=args.item_source,
+            output_dir=output_dir,
+            variants=tuple(args.variants),
+            ensemble=args.ensemble,
+        )
     _write_json(result, args.json)
 
 
@@ -116,6 +128,57 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"wrote {args.dataset_out} ({len(data)} counterfactuals)")
 
 
+def _write_card(
+    folder: str,
+    method: str | None = None,
+    metrics_file: str | None = None,
+    dataset: str | None = None,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+) -> None:
+    """Write folder/README.md from the metrics.json and recipe.yaml a training run leaves there."""
+    import yaml
+
+    from .hub import infer_method, write_model_card
+
+    path = metrics_file or os.path.join(folder, "metrics.json")
+    metrics = {}
+    if metrics_file or os.path.isfile(path):
+        with open(path) as f:
+            metrics = json.load(f)
+    recipe = os.path.join(folder, "recipe.yaml")
+    training_config = None
+    if os.path.isfile(recipe):
+        with open(recipe) as f:
+            training_config = yaml.safe_load(f)
+    method = method or infer_method(folder)
+    write_model_card(
+        folder,
+        method,
+        metrics,
+        dataset=dataset,
+        base_model=base_model,
+        training_config=training_config,
+        repo_id=repo_id,
+    )
+    print(f"wrote {os.path.join(folder, 'README.md')} ({method} card)")
+
+
+def cmd_card(args: argparse.Namespace) -> None:
+    _write_card(args.model, args.method, args.metrics, args.dataset, args.base_model, args.repo_id)
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from .hub import push_to_hub
+
+    if not os.path.isfile(os.path.join(args.model, "README.md")):
+        _write_card(args.model, repo_id=args.repo_id)
+    url = push_to_hub(
+        args.model, args.repo_id, private=args.private, token=args.token, revision=args.revision
+    )
+    print(f"pushed {args.model} to {url}")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .report import run_quickstart
 
@@ -163,17 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/explain")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido} --quick --json FILE")
-    p.add_argument(
-        "method",
-        choices=["pat", "fido"],
-        help="Method to benchmark (cgn, robust-ft arrive with their methods).",
-    )
+    p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido,cgn} --quick --json FILE")
+    p.add_argument("method", choices=["pat", "fido", "cgn"], help="Method to benchmark.")
     p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
     p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")
     p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
     p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")
     p.add_argument("--json", help="Write results here instead of stdout.")
+    p.add_argument(
+        "--ensemble", action="store_true", help="cgn: train the three-head invariant ensemble classifiers."
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["colored", "double_colored", "wildlife"],
+        help="cgn: which benchmark variants to run.",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -192,6 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-image", type=int, default=10, help="Counterfactuals per real image.")
     p.add_argument("--mode", default="random", choices=["random", "permuted"])
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("card", help="Write README.md (model card) for a saved model from its metrics.json.")
+    p.add_argument("--model", required=True, help="A folder written by save_pretrained.")
+    p.add_argument(
+        "--method",
+        choices=["pat", "classifier", "cgn", "inpainter", "robust_ft"],
+        help="Card template (default: from config.json / model_index.json).",
+    )
+    p.add_argument("--metrics", help="Metrics JSON (default: MODEL/metrics.json when present).")
+    p.add_argument("--dataset", help="Hub id or name of the training / evaluation dataset.")
+    p.add_argument("--base-model", help="Hub id of the model it was fine-tuned from.")
+    p.add_argument("--repo-id", help="ORG/NAME the card's usage snippet loads from.")
+    p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser(
+        "push", help="Push a saved model with its remote code to the Hub (writes README.md if missing)."
+    )
+    p.add_argument("--model", required=True, help="A folder written by save_pretrained.")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if missing).")
+    p.add_argument("--private", action="store_true", help="Create the repository as private.")
+    p.add_argument("--token", help="Hub token (default: the one `hf auth login` stored).")
+    p.add_argument("--revision", help="Branch to push to (created if missing; default: main).")
+    p.set_defaults(func=cmd_push)
     return parser
 
 

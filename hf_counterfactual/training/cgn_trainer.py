@@ -23,12 +23,11 @@ The run saves the generator to `output_dir` (`CounterfactualGenerativeNetwork.fr
 discriminator to `output_dir/discriminator` and writes metrics.json.
 """
 
-import json
 import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import datasets
 import numpy as np
@@ -41,6 +40,7 @@ from transformers.utils import ModelOutput
 from ..data import decode_image, load_item_source
 from ..data.cgn_variants import CgnVariantConfig, build_cgn_variant
 from ..data.transforms import _ImageBatching
+from ..hub import save_metrics_and_card
 from ..models.cgn import (
     CGNConfig,
     CGNDiscriminator,
@@ -310,8 +310,13 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
                 mask_iou_vs_data(gan.generator, data["train"].select(range(min(2000, len(data["train"])))))
             )
         logger.info("CGN: %s", results)
-        with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_metrics_and_card(
+            train_cfg.output_dir,
+            "cgn",
+            results,
+            dataset=f"cgn-{cfg.variant}",
+            training_config={**asdict(train_cfg), **asdict(cfg)},
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

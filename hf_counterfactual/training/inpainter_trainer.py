@@ -6,10 +6,10 @@ and writes metrics.json: the L1 error over the dropped pixels of held-out images
 masks, of the trained inpainter, the untrained one, and the blur, mean and local infillers.
 """
 
-import json
 import logging
 import os
 import time
+from dataclasses import asdict
 
 import datasets
 import torch
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..data import ImageCollator, LocalisationSceneConfig, build_localisation_scenes, load_item_source
 from ..explain.generative import GenerativeInfiller
 from ..explain.infillers import BlurInfiller, LocalInfiller, MeanInfiller
+from ..hub import save_metrics_and_card
 from ..models.inpainter import InpainterUNet, InpaintingPipeline, random_inpainting_masks
 from .config import TrainingConfig
 from .inpainter_config import InpainterTrainConfig
@@ -143,8 +144,13 @@ def run_inpainter(
         }
         results["l1_dropped"] = {**evaluate_infillers(infillers, **evaluate), **before}
         logger.info("held-out L1 on dropped pixels: %s", results["l1_dropped"])
-        with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_metrics_and_card(
+            train_cfg.output_dir,
+            "inpainter",
+            results,
+            dataset="localisation scenes",
+            training_config={**asdict(train_cfg), **asdict(cfg)},
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

@@ -1,9 +1,8 @@
 """PAT runs on the shared loop: build data and model, train PAT-T or a plain model, evaluate with PAT-I."""
 
-import json
 import logging
-import os
 import time
+from dataclasses import asdict
 
 import datasets
 import numpy as np
@@ -21,6 +20,7 @@ from ..data import (
     load_voc_multilabel,
     mosaic_config_of,
 )
+from ..hub import save_metrics_and_card
 from ..metrics import multilabel_report
 from ..models.adapters import classifier_logits
 from ..models.pat import PatchingInference, PatConfig, PatForMultiLabelClassification, multilabel_loss
@@ -175,7 +175,12 @@ def run_pat(
     if collator.skipped:
         results["skipped_samples"] = collator.skipped
     if accelerator.is_main_process:
-        with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_metrics_and_card(
+            train_cfg.output_dir,
+            "pat" if cfg.variant == "pat_t" else "classifier",
+            results,
+            dataset="co-occurrence mosaics",
+            training_config={**asdict(train_cfg), **asdict(cfg)},
+        )
     accelerator.end_training()
     return results

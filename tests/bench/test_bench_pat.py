@@ -37,5 +37,5 @@ def test_bench_cli_rejects_unknown_method(capsys):
     import pytest
 
     with pytest.raises(SystemExit):
-        main(["bench", "cgn", "--quick"])
+        main(["bench", "robust-ft-unknown", "--quick"])
     assert "invalid choice" in capsys.readouterr().err

@@ -1,6 +1,7 @@
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from .configuration_cgn import CGNConfig
+from .configuration_invariant_ensemble import InvariantEnsembleConfig
 from .counterfactuals import (
     batch_seed,
     class_names,
@@ -26,9 +27,12 @@ from .modeling_cgn import (
     tile_and_crop,
     to_unit_range,
 )
+from .modeling_invariant_ensemble import InvariantEnsembleForImageClassification, InvariantEnsembleOutput
 
 AutoConfig.register("cgn", CGNConfig)
 AutoModel.register(CGNConfig, CounterfactualGenerativeNetwork)
+AutoConfig.register("cgn_invariant_ensemble", InvariantEnsembleConfig)
+AutoModelForImageClassification.register(InvariantEnsembleConfig, InvariantEnsembleForImageClassification)
 
 __all__ = [
     "RandomConvFeatures",
@@ -36,6 +40,9 @@ __all__ = [
     "CGNDiscriminator",
     "CGNOutput",
     "CounterfactualGenerativeNetwork",
+    "InvariantEnsembleConfig",
+    "InvariantEnsembleForImageClassification",
+    "InvariantEnsembleOutput",
     "batch_seed",
     "class_names",
     "generate_counterfactual_dataset",
