@@ -27,6 +27,7 @@ from .models.cgn import (
 )
 from .models.inpainter import InpaintingPipeline
 from .models.pat import PatConfig, PatForMultiLabelClassification
+from .robust import ClipImageClassifier, ClipImageClassifierConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ REMOTE_CODE = {
     "cgn_invariant_ensemble": {
         "AutoConfig": InvariantEnsembleConfig,
         "AutoModelForImageClassification": InvariantEnsembleForImageClassification,
+    },
+    "clip_image_classifier": {
+        "AutoConfig": ClipImageClassifierConfig,
+        "AutoModelForImageClassification": ClipImageClassifier,
     },
 }
 PIPELINES = {"InpaintingPipeline": InpaintingPipeline}
@@ -157,7 +162,7 @@ def infer_method(model_dir: str | Path) -> str:
     if (model_dir / "model_index.json").is_file():
         return "inpainter"
     model_type = _read_json(model_dir / "config.json").get("model_type")
-    return model_type if model_type in ("pat", "cgn") else "classifier"
+    return {"pat": "pat", "cgn": "cgn", "clip_image_classifier": "robust_ft"}.get(model_type, "classifier")
 
 
 def write_model_card(

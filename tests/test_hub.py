@@ -372,3 +372,50 @@ def test_remote_code_refuses_modules_that_import_the_rest_of_the_package():
         ValueError, match=r"patching_inference.py imports outside its folder \('from \.\.adapters"
     ):
         _code_files(Path(patching_inference.__file__))
+
+
+def _save_tiny_ensemble(path: Path) -> torch.nn.Module:
+    from hf_counterfactual.models.cgn import InvariantEnsembleConfig, InvariantEnsembleForImageClassification
+
+    torch.manual_seed(0)
+    backbone = {"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
+    model = InvariantEnsembleForImageClassification(
+        InvariantEnsembleConfig(backbone_config=backbone, num_labels=3)
+    )
+    model.eval().save_pretrained(path)
+    return model
+
+
+def _save_tiny_clip_classifier(path: Path) -> torch.nn.Module:
+    from hf_counterfactual.robust import ClipImageClassifier, ClipImageClassifierConfig
+
+    torch.manual_seed(0)
+    config = ClipImageClassifierConfig(
+        hidden_size=16, intermediate_size=20, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+        patch_size=4, projection_dim=8, num_labels=3,
+    )  # fmt: skip
+    model = ClipImageClassifier(config).eval()
+    model.save_pretrained(path)
+    return model
+
+
+@pytest.mark.parametrize("save", [_save_tiny_ensemble, _save_tiny_clip_classifier])
+def test_remote_code_of_the_other_classifiers_loads_without_the_package(tmp_path, save):
+    from hf_counterfactual.hub import add_remote_code
+
+    model = save(tmp_path / "model")
+    add_remote_code(tmp_path / "model")
+    pixel_values = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.save({"x": pixel_values, "logits": model(pixel_values).logits}, tmp_path / "expected.pt")
+    run_without_package(
+        f"""
+        import torch
+        from transformers import AutoModelForImageClassification
+        expected = torch.load("expected.pt")
+        model = AutoModelForImageClassification.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True)
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(expected["x"]).logits, expected["logits"])
+        """,
+        tmp_path,
+    )

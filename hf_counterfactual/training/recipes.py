@@ -13,11 +13,14 @@ from .inpainter_config import InpainterTrainConfig
 from .inpainter_trainer import run_inpainter
 from .pat_config import PatTrainConfig
 from .pat_trainer import run_pat
+from .robust_ft_config import RobustFtConfig
+from .robust_ft_trainer import run_robust_ft
 
 METHODS = {
     "pat": (PatTrainConfig, run_pat),
     "inpainter": (InpainterTrainConfig, run_inpainter),
     "cgn": (CgnTrainConfig, run_cgn),
+    "robust_ft": (RobustFtConfig, run_robust_ft),
 }
 
 

@@ -1,0 +1,234 @@
+"""Robust fine-tuning runs on the shared loop: zero-shot, linear probe, vanilla FT, FT + feature distillation,
+masked-image counterfactual FT (arXiv 2303.03052), each scored with WiSE-FT weight interpolation.
+
+The student starts as the base model's zero-shot classifier (`ClipImageClassifier.from_zero_shot` of a saved
+`CLIPModel`, eager attention for the CAMs; or a saved image classifier as is). A frozen copy of it is the
+teacher of the distillation variants and the zero-shot end of WiSE-FT. The loop trains a
+`MaskedCounterfactualFineTuner` around the student and saves the student alone to `output_dir` (with an image
+processor), loadable with `AutoModelForImageClassification.from_pretrained` once `hf_counterfactual.robust` is
+imported. metrics.json (and the model card built from it) holds the accuracy per split of the trained model,
+the zero-shot model and each WiSE-FT mix, and `step_seconds`, the mean wall time of an optimizer step, for
+step-cost comparisons between variants.
+"""
+
+import copy
+import logging
+import os
+import time
+from dataclasses import asdict
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+from ..data import ImageClassificationCollator
+from ..data.background_shift import BackgroundShiftConfig, build_background_shift
+from ..hub import save_metrics_and_card
+from ..models.adapters import classifier_logits
+from ..models.clip_zero_shot import ClipZeroShotClassifier
+from ..robust.clip_classifier import ClipImageClassifier
+from ..robust.distillation import MaskedCounterfactualFineTuner
+from ..robust.wise_ft import freeze_all_but_head, wise_ft
+from .classification import image_processor_for
+from .config import TrainingConfig
+from .loop import make_accelerator, predict, train
+from .robust_ft_config import RobustFtConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_zero_shot_model(cfg: RobustFtConfig, class_names: list[str]) -> torch.nn.Module:
+    """The model fine-tuning starts from: CLIP's zero-shot classifier with a trainable head, or the classifier."""
+    if AutoConfig.from_pretrained(cfg.base_model).model_type == "clip":
+        zero_shot = ClipZeroShotClassifier.from_pretrained(
+            cfg.base_model, class_names, tuple(cfg.templates), attn_implementation="eager"
+        )
+        return ClipImageClassifier.from_zero_shot(zero_shot)
+    model = AutoModelForImageClassification.from_pretrained(cfg.base_model, attn_implementation="eager")
+    if model.config.num_labels != len(class_names):
+        raise ValueError(
+            f"{cfg.base_model} has {model.config.num_labels} classes, the data {len(class_names)}; "
+            "fine-tune from a CLIPModel or from a classifier of the data's classes."
+        )
+    return model
+
+
+def input_settings(cfg: RobustFtConfig) -> tuple[int, tuple, tuple]:
+    """(image_size, mean, std): the config's, else the base model's `image_size` and its image processor's."""
+    config = AutoConfig.from_pretrained(cfg.base_model)
+    config = config.vision_config if config.model_type == "clip" else config
+    image_size = cfg.image_size or getattr(config, "image_size", None)
+    if not isinstance(image_size, int):
+        raise ValueError(f"cannot tell the input size of {cfg.base_model}; set image_size.")
+    mean, std = cfg.image_mean, cfg.image_std
+    if mean is None or std is None:
+        try:
+            processor = AutoImageProcessor.from_pretrained(cfg.base_model)
+        except (OSError, ValueError) as e:
+            raise ValueError(
+                f"{cfg.base_model} has no image processor to read the normalisation from; set image_mean "
+                "and image_std."
+            ) from e
+        mean, std = mean or processor.image_mean, std or processor.image_std
+    return image_size, tuple(mean), tuple(std)
+
+
+def load_robust_ft_data(cfg: RobustFtConfig, image_size: int, seed: int = 0) -> datasets.DatasetDict:
+    """`dataset_path` from disk, or the background-shift benchmark of `cfg.background_shift`."""
+    if cfg.dataset_path is not None:
+        return datasets.load_from_disk(cfg.dataset_path)
+    shift = BackgroundShiftConfig(**{"seed": seed, "image_size": image_size, **cfg.background_shift})
+    return build_background_shift(shift)
+
+
+def split_accuracies(
+    model: torch.nn.Module,
+    data: datasets.DatasetDict,
+    splits: list[str],
+    collator: ImageClassificationCollator,
+    batch_size: int,
+    accelerator: Accelerator,
+    id_split: str | None,
+) -> dict:
+    """Top-1 accuracy per split; `id_accuracy` on `id_split`, `ood_accuracy` the mean over splits named *ood*."""
+    accuracy = {}
+    for split in splits:
+        logits, labels = predict(
+            model,
+            data[split],
+            collator,
+            lambda m, b: classifier_logits(m, b["pixel_values"]),
+            batch_size,
+            accelerator,
+            desc=split,
+        )
+        accuracy[split] = float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
+    out = {"accuracy": accuracy}
+    if id_split in accuracy:
+        out["id_accuracy"] = accuracy[id_split]
+    ood = [accuracy[s] for s in splits if "ood" in s]
+    if ood:
+        out["ood_accuracy"] = float(np.mean(ood))
+    return out
+
+
+def build_fine_tuner(
+    cfg: RobustFtConfig, zero_shot: torch.nn.Module, seed: int
+) -> MaskedCounterfactualFineTuner:
+    """The student (a copy of `zero_shot`) under the variant's objective; `zero_shot` becomes the teacher."""
+    student = copy.deepcopy(zero_shot).requires_grad_(True)
+    if cfg.variant == "linear_probe":
+        freeze_all_but_head(student)
+    distill_on = {"ft_distill": "clean", "masked_cf": "masked"}.get(cfg.variant)
+    return MaskedCounterfactualFineTuner(
+        student,
+        teacher=zero_shot if distill_on else None,
+        masking=cfg.masking() if distill_on == "masked" else None,
+        distill_weight=cfg.distill_weight,
+        distill_on=distill_on,
+        seed=seed,
+    )
+
+
+def mean_step_seconds(starts: list[float], accumulation: int) -> float:
+    """Mean seconds per optimizer step from the start times of the micro-steps; the first interval (warm-up)
+    is left out when there are others."""
+    intervals = np.diff(starts)
+    intervals = intervals[1:] if len(intervals) > 1 else intervals
+    return float(intervals.mean() * accumulation) if len(intervals) else float("nan")
+
+
+def run_robust_ft(
+    train_cfg: TrainingConfig, cfg: RobustFtConfig, data: datasets.DatasetDict | None = None
+) -> dict:
+    """Train one variant from `cfg.base_model`, score it, the zero-shot model and WiSE-FT; write metrics.json.
+
+    `data` (a DatasetDict with `cfg.train_split` and the eval splits, an image column and a `ClassLabel`
+    label column) replaces the data `cfg` describes. Returns the metrics: per model (the variant, "zero_shot",
+    "wise_ft" / alpha) the accuracy per split, `id_accuracy` and `ood_accuracy`; and for trained variants
+    `step_seconds` (mean seconds per optimizer step, the first left out as warm-up), `steps`, `train_seconds`,
+    `trainable_parameters`, and for masked_cf `masked_fraction` (mean) and `distill_skipped_steps`. A model card
+    (README.md) built from them goes next to the saved model.
+    """
+    accelerator = make_accelerator(train_cfg)
+    image_size, mean, std = input_settings(cfg)
+    dataset_name = None if data is not None else cfg.dataset_path or "background shift"
+    if data is None:
+        data = load_robust_ft_data(cfg, image_size, seed=train_cfg.seed)
+    splits = cfg.eval_splits or [s for s in data if s != cfg.train_split]
+    missing = {cfg.train_split, *splits} - set(data)
+    if missing:
+        raise ValueError(f"the dataset has splits {sorted(data)}; missing {sorted(missing)}.")
+    label_names = data[cfg.train_split].features[cfg.label_column].names
+    class_names = cfg.class_names or [name.lower() for name in label_names]
+    if len(class_names) != len(label_names):
+        raise ValueError(f"{len(class_names)} class_names for {len(label_names)} labels.")
+    collator = ImageClassificationCollator(
+        len(label_names), image_size, mean, std, image_column=cfg.image_column, label_column=cfg.label_column
+    )
+    set_seed(train_cfg.seed)  # the same initial weights in every run and process
+    zero_shot = load_zero_shot_model(cfg, class_names).eval()
+    zero_shot.requires_grad_(False)
+    results: dict = {"variant": cfg.variant}
+    evaluate = {"data": data, "splits": splits, "collator": collator, "batch_size": train_cfg.eval_batch_size,
+                "accelerator": accelerator, "id_split": cfg.id_split}  # fmt: skip
+
+    if cfg.variant == "zero_shot":
+        model = zero_shot
+        if accelerator.is_main_process:
+            zero_shot.save_pretrained(train_cfg.output_dir)
+    else:
+        fine_tuner = build_fine_tuner(cfg, zero_shot, seed=train_cfg.seed + accelerator.process_index)
+        starts, masked = [], []
+
+        def step(model, batch):
+            starts.append(time.perf_counter())
+            out = model(**batch)
+            logs = {"loss": out.loss.item(), "ce_loss": out.ce_loss.item()}
+            if out.distill_loss is not None:
+                logs["distill_loss"] = out.distill_loss.item()
+            if out.masked_fraction is not None:
+                logs["masked_fraction"] = out.masked_fraction.item()
+                masked.append(logs["masked_fraction"])
+            return out.loss, logs
+
+        start = time.perf_counter()
+        fine_tuner = train(train_cfg, fine_tuner, data[cfg.train_split], collator, step, accelerator)
+        results.update(
+            step_seconds=mean_step_seconds(starts, train_cfg.gradient_accumulation_steps),
+            steps=len(starts) // train_cfg.gradient_accumulation_steps,
+            train_seconds=time.perf_counter() - start,
+            trainable_parameters=sum(p.numel() for p in fine_tuner.parameters() if p.requires_grad),
+        )
+        if cfg.variant == "masked_cf":
+            results["masked_fraction"] = float(np.mean(masked)) if masked else float("nan")
+            results["distill_skipped_steps"] = fine_tuner.distill_skipped
+        model = fine_tuner.student.eval()
+    os.makedirs(train_cfg.output_dir, exist_ok=True)
+    if accelerator.is_main_process:  # so AutoImageProcessor.from_pretrained(output_dir) prepares inputs
+        image_processor_for(collator).save_pretrained(train_cfg.output_dir)
+
+    results[cfg.variant] = split_accuracies(model, **evaluate)
+    if cfg.variant != "zero_shot":
+        results["zero_shot"] = split_accuracies(zero_shot, **evaluate)
+        results["wise_ft"] = {
+            str(alpha): split_accuracies(wise_ft(zero_shot, model, alpha).eval(), **evaluate)
+            for alpha in cfg.wise_alphas
+        }
+    if collator.skipped:
+        results["skipped_samples"] = collator.skipped
+    if accelerator.is_main_process:
+        logger.info("robust fine-tuning: %s", results)
+        save_metrics_and_card(
+            train_cfg.output_dir,
+            "robust_ft",
+            results,
+            dataset=dataset_name,
+            training_config={**asdict(train_cfg), **asdict(cfg)},
+        )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
