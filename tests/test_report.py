@@ -1,4 +1,4 @@
-"""quickstart writes report.md, results.json and the figures, with numbers in the PAT and FIDO sections."""
+"""quickstart writes report.md, results.json and the figures, with numbers in every method's section."""
 
 import json
 
@@ -12,7 +12,7 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     monkeypatch.setattr(
         report,
         "run_quickstart",
-        lambda out, item_source: real(out, item_source, pat_scale="smoke", fido_scale="smoke"),
+        lambda out, item_source: real(out, item_source, pat_scale="smoke", fido_scale="smoke", cgn_scale="smoke"),
     )
     main(["quickstart", "--out", str(tmp_path), "--item-source", "digits"])
 
@@ -24,6 +24,8 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     assert "## FIDO" in text and "| fido-ssr-generative |" in text and "| gradcam |" in text
     assert "faster per map than the paper's algorithm" in text and "![saliency maps](fido_maps.png)" in text
     assert results["fido"]["speedup_vs_reference"] > 0
-    for png in ("pat_cfpr.png", "pat_mosaics.png", "fido_maps.png"):
+    assert "## CGN" in text and "| colored |" in text and "![counterfactual grid](cgn_grid.png)" in text
+    assert 0 <= results["cgn"]["variants"]["colored"]["acc_cgn_test"] <= 1
+    for png in ("pat_cfpr.png", "pat_mosaics.png", "fido_maps.png", "cgn_grid.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "quickstart summary" in capsys.readouterr().out
