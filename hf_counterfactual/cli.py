@@ -62,6 +62,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         seed = args.seeds[0] if args.seeds else 0
         result = run_fido_benchmark(scale, seed=seed, item_source=args.item_source, output_dir=output_dir)
+    elif args.method == "robust-ft":
+        from .bench.robust_ft import run_robust_ft_benchmark
+
+        result = run_robust_ft_benchmark(scale, seeds=args.seeds, output_dir=output_dir)
     else:
         from .bench.cgn import run_cgn_benchmark
 
@@ -226,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/explain")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido,cgn} --quick --json FILE")
-    p.add_argument("method", choices=["pat", "fido", "cgn"], help="Method to benchmark.")
+    p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido,cgn,robust-ft} --quick --json FILE")
+    p.add_argument("method", choices=["pat", "fido", "cgn", "robust-ft"], help="Method to benchmark.")
     p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
     p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")
     p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])

@@ -1,5 +1,6 @@
 """Data: sources (Hub when online, local fallbacks) and transforms to model inputs."""
 
+from .background_shift import BackgroundShiftConfig, background_shift_config_of, build_background_shift
 from .cgn_variants import CGN_PALETTE, CgnVariantConfig, build_cgn_variant, cgn_variant_config_of
 from .localisation import LocalisationSceneConfig, build_localisation_scenes, localisation_config_of
 from .mosaics import CooccurrenceMosaicConfig, build_cooccurrence_mosaics, mosaic_config_of
@@ -20,6 +21,9 @@ from .sources import (
 from .transforms import ImageClassificationCollator, ImageCollator, MultiLabelCollator, decode_image
 
 __all__ = [
+    "BackgroundShiftConfig",
+    "background_shift_config_of",
+    "build_background_shift",
     "CGN_PALETTE",
     "CgnVariantConfig",
     "build_cgn_variant",

@@ -122,8 +122,12 @@ def _palette() -> np.ndarray:
     return np.asarray(CGN_PALETTE, dtype=np.float32) / 255.0
 
 
-def _patterns(size: int, period_scale: float) -> list[np.ndarray]:
-    """Ten stationary (size, size) patterns in [0, 1]; periods in pixels of a 32-pixel image."""
+def texture_patterns(size: int, period_scale: float) -> list[np.ndarray]:
+    """Ten stationary (size, size) float32 patterns in [0, 1]; periods in pixels of a 32-pixel image.
+
+    In order: horizontal, vertical, diagonal and anti-diagonal stripes, fine and coarse checkerboards,
+    a dot grid, plaid, value-noise blotches and waves. Fixed: they depend on `size` and `period_scale` only.
+    """
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / period_scale
 
     def wave(t: np.ndarray, period: float) -> np.ndarray:
@@ -165,7 +169,7 @@ def wildlife_textures(image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """
     size, scale = 2 * image_size, image_size / 32
     palette = _palette()
-    fine, coarse = _patterns(size, scale), _patterns(size, 2 * scale)
+    fine, coarse = texture_patterns(size, scale), texture_patterns(size, 2 * scale)
     fg, bg = [], []
     for c in range(len(CGN_PALETTE)):
         g = fine[c][..., None]
@@ -175,6 +179,14 @@ def wildlife_textures(image_size: int) -> tuple[np.ndarray, np.ndarray]:
         colour = palette[(c + 3) % 10]
         bg.append(g * 0.5 * colour + (1 - g) * 0.15 * colour)
     return np.stack(fg).astype(np.float32), np.stack(bg).astype(np.float32)
+
+
+def texture_crops(bank: np.ndarray, kinds: np.ndarray, offsets: np.ndarray, size: int) -> np.ndarray:
+    """(n, size, size, 3) crops: crop i is `bank[kinds[i]]` from row / column `offsets[i]` (n, 2) on."""
+    grid = np.arange(size)
+    rows = (offsets[:, 0, None] + grid)[:, :, None]
+    cols = (offsets[:, 1, None] + grid)[:, None, :]
+    return bank[kinds[:, None, None], rows, cols]
 
 
 def _draw_items(n: int, pool_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -245,13 +257,10 @@ def _compose(
         front = np.clip(palette[(fg - 6) % len(palette)] + jitter[0], 0, 1)[:, None, None, :]
         back = np.clip(palette[bg] + jitter[1], 0, 1)[:, None, None, :]
     else:
-        grid = np.arange(s)
-        crops = []
-        for bank, classes, (dy, dx) in zip(textures, (fg, bg), offsets.transpose(0, 2, 1), strict=True):
-            rows = (dy[:, None] + grid)[:, :, None]
-            cols = (dx[:, None] + grid)[:, None, :]
-            crops.append(bank[classes[:, None, None], rows, cols])
-        front, back = crops
+        front, back = (
+            texture_crops(bank, classes, offset, s)
+            for bank, classes, offset in zip(textures, (fg, bg), offsets, strict=True)
+        )
     a = alpha[..., None]
     image = a * front + (1 - a) * back
     if config.noise_std > 0:

@@ -8,6 +8,8 @@ from transformers import HfArgumentParser
 
 from .cgn_config import CgnTrainConfig
 from .cgn_trainer import run_cgn
+from .clip_pretrain_config import ClipPretrainConfig
+from .clip_pretrain_trainer import run_clip_pretrain
 from .config import TrainingConfig
 from .inpainter_config import InpainterTrainConfig
 from .inpainter_trainer import run_inpainter
@@ -20,6 +22,7 @@ METHODS = {
     "pat": (PatTrainConfig, run_pat),
     "inpainter": (InpainterTrainConfig, run_inpainter),
     "cgn": (CgnTrainConfig, run_cgn),
+    "clip_pretrain": (ClipPretrainConfig, run_clip_pretrain),
     "robust_ft": (RobustFtConfig, run_robust_ft),
 }
 
