@@ -65,7 +65,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.method == "robust-ft":
         from .bench.robust_ft import run_robust_ft_benchmark
 
-        result = run_robust_ft_benchmark(scale, seeds=args.seeds, output_dir=output_dir)
+        result = run_robust_ft_benchmark(
+            scale, seeds=args.seeds, output_dir=output_dir, item_source=args.item_source
+        )
     else:
         from .bench.cgn import run_cgn_benchmark
 

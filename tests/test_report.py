@@ -12,7 +12,14 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     monkeypatch.setattr(
         report,
         "run_quickstart",
-        lambda out, item_source: real(out, item_source, pat_scale="smoke", fido_scale="smoke", cgn_scale="smoke"),
+        lambda out, item_source: real(
+            out,
+            item_source,
+            pat_scale="smoke",
+            fido_scale="smoke",
+            cgn_scale="smoke",
+            robust_ft_scale="smoke",
+        ),
     )
     main(["quickstart", "--out", str(tmp_path), "--item-source", "digits"])
 
@@ -26,6 +33,17 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     assert results["fido"]["speedup_vs_reference"] > 0
     assert "## CGN" in text and "| colored |" in text and "![counterfactual grid](cgn_grid.png)" in text
     assert 0 <= results["cgn"]["variants"]["colored"]["acc_cgn_test"] <= 1
-    for png in ("pat_cfpr.png", "pat_mosaics.png", "fido_maps.png", "cgn_grid.png"):
+    assert (
+        "## Robust fine-tuning" in text
+        and "| masked_cf_object_single |" in text
+        and "Masked-CF FT vs vanilla FT" in text
+    )
+    assert set(results["robust_ft"]["models"]) >= {
+        "zero_shot",
+        "vanilla_ft",
+        "wise_ft",
+        "masked_cf_object_single",
+    }
+    for png in ("pat_cfpr.png", "pat_mosaics.png", "fido_maps.png", "cgn_grid.png", "robust_ft_id_ood.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "quickstart summary" in capsys.readouterr().out

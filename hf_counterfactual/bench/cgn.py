@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 SCALES = {
     "smoke": {"num_train": 64, "num_test": 40, "cgn_steps": 4, "cgn_batch": 16, "per_image": 1,
               "classifier_epochs": 1, "ngf": 8, "disc_hidden": 32, "disc_channels": 8},  # tests: the code path
-    "quickstart": {"num_train": 3000, "num_test": 1000, "cgn_steps": 400, "cgn_batch": 32, "per_image": 2,
+    "quickstart": {"num_train": 2000, "num_test": 1000, "cgn_steps": 300, "cgn_batch": 32, "per_image": 2,
                    "classifier_epochs": 3, "ngf": 32, "disc_hidden": 512, "disc_channels": 64},
     "quick": {"num_train": 5000, "num_test": 2000, "cgn_steps": 800, "cgn_batch": 32, "per_image": 2,
               "classifier_epochs": 4, "ngf": 32, "disc_hidden": 512, "disc_channels": 64},

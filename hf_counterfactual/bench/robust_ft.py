@@ -30,7 +30,8 @@ ALL_MASKING = [(s, r) for s in ("object", "context", "random") for r in ("none",
 SCALES = {
     "smoke": {"seeds": [0], "shift": {"num_pretrain": 96, "num_train": 64, "num_validation": 16, "num_test": 32},
               "pretrain_epochs": 1, "ft_epochs": 1, "masking": QUICK_MASKING, "tiny": True, "batch_size": 16},  # tests
-    "quickstart": {"seeds": [0], "shift": {}, "pretrain_epochs": 4, "ft_epochs": 3, "masking": QUICK_MASKING},
+    "quickstart": {"seeds": [0], "shift": {"num_pretrain": 5000, "num_train": 1500, "num_test": 600},
+                   "pretrain_epochs": 4, "ft_epochs": 3, "masking": QUICK_MASKING},
     "quick": {"seeds": [0, 1], "shift": {}, "pretrain_epochs": 4, "ft_epochs": 4, "masking": QUICK_MASKING},
     "full": {"seeds": [0, 1, 2], "shift": {}, "pretrain_epochs": 10, "ft_epochs": 10, "masking": ALL_MASKING},
 }  # fmt: skip
@@ -65,13 +66,17 @@ def _scores(metrics: dict, key: str) -> dict:
     return {"id_acc": metrics[key]["id_accuracy"], "ood_acc": metrics[key]["ood_accuracy"]}
 
 
-def run_robust_ft_seed(seed: int, scale: str, output_dir: str, show_progress: bool = True) -> dict:
+def run_robust_ft_seed(
+    seed: int, scale: str, output_dir: str, show_progress: bool = True, item_source: str = "auto"
+) -> dict:
     """Every model of one seed: id_acc, ood_acc (and step_seconds for trained ones)."""
     sc = SCALES[scale]
     out = os.path.join(output_dir, f"seed{seed}")
     pretrain_cfg = ClipPretrainConfig(**(TINY_CLIP if sc.get("tiny") else {}))
     data = build_background_shift(
-        BackgroundShiftConfig(**{"seed": seed, "image_size": pretrain_cfg.image_size, **sc["shift"]})
+        BackgroundShiftConfig(
+            **{"seed": seed, "source": item_source, "image_size": pretrain_cfg.image_size, **sc["shift"]}
+        )
     )
     base = os.path.join(out, "clip_pretrain")
     pretrain = run_clip_pretrain(
@@ -117,13 +122,15 @@ def run_robust_ft_benchmark(
     seeds: list[int] | None = None,
     output_dir: str = "outputs/bench/robust_ft",
     show_progress: bool = True,
+    item_source: str = "auto",
 ) -> dict:
     """Mean over seeds of every model's figures, the per-seed figures, and whether the targets are met."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
     start = time.perf_counter()
     per_seed = [
-        run_robust_ft_seed(s, scale, output_dir, show_progress) for s in seeds or SCALES[scale]["seeds"]
+        run_robust_ft_seed(s, scale, output_dir, show_progress, item_source)
+        for s in seeds or SCALES[scale]["seeds"]
     ]
     names = list(per_seed[0]["models"])
     models = {
