@@ -20,7 +20,10 @@ HEADS = ("shape", "texture", "background")
 
 
 def pooled_size(backbone_config) -> int:
-    """Feature size of the backbone's `pooler_output` (last of `hidden_sizes` for CNNs, else `hidden_size`)."""
+    """Feature size of the backbone's `pooler_output` (last of `hidden_sizes` for CNNs, else `hidden_size`).
+
+    Same rule as models/pat: each model folder is pushed alone as `trust_remote_code` code, so it is not shared.
+    """
     sizes = getattr(backbone_config, "hidden_sizes", None)
     size = sizes[-1] if sizes else getattr(backbone_config, "hidden_size", None)
     if size is None:
