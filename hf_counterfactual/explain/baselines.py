@@ -97,7 +97,7 @@ def deepest_conv_layer(model: nn.Module, pixel_values: torch.Tensor, min_size: i
         if isinstance(m, nn.Conv2d)
     ]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):  # eval: one image through train-mode BatchNorm is an error
             classifier_logits(model, pixel_values[:1])
     finally:
         for hook in hooks:

@@ -261,3 +261,15 @@ def test_deepest_conv_layer_picks_the_last_layer_with_enough_resolution():
     assert deepest_conv_layer(net, x, min_size=16) is net.first
     with pytest.raises(ValueError, match="no Conv2d layer with >= 17 x 17"):
         deepest_conv_layer(net, x, min_size=17)
+
+
+def test_deepest_conv_layer_works_on_a_model_in_train_mode():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from hf_counterfactual.explain.baselines import deepest_conv_layer
+
+    model = ResNetForImageClassification(
+        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    ).train()  # BatchNorm in train mode cannot take the single probe image
+    layer = deepest_conv_layer(model, torch.rand(4, 3, 32, 32), min_size=4)
+    assert isinstance(layer, torch.nn.Conv2d) and model.training
