@@ -85,6 +85,7 @@ CARDS = {
         "image-classification",
         {
             "accuracy": "accuracy",
+            "zero_shot_accuracy": "zero-shot accuracy",
             **MULTILABEL_METRICS,
             "id_accuracy": "in-distribution accuracy",
             "ood_accuracy": "out-of-distribution accuracy",

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from ..data import ImageClassificationCollator
+from ..hub import save_metrics_and_card
 from ..models.adapters import classifier_logits
 from .config import TrainingConfig
 from .loop import predict, train
@@ -53,6 +54,13 @@ def accuracy(model: torch.nn.Module, dataset: datasets.Dataset, collator, batch_
     return float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
 
 
+def card_metrics_of(metrics: dict) -> dict:
+    """`{split}_accuracy` entries regrouped as {"accuracy": {split: value}}, the model card's layout."""
+    accuracy = {k.removesuffix("_accuracy"): v for k, v in metrics.items() if k.endswith("_accuracy")}
+    rest = {k: v for k, v in metrics.items() if not k.endswith("_accuracy")}
+    return {"accuracy": accuracy, **rest}
+
+
 def train_image_classifier(
     train_cfg: TrainingConfig,
     data: datasets.DatasetDict,
@@ -75,4 +83,6 @@ def train_image_classifier(
             metrics[f"{split}_accuracy"] = accuracy(model, data[split], collator, train_cfg.eval_batch_size)
     if collator.skipped:
         metrics["skipped_samples"] = collator.skipped
+    if PartialState().is_main_process:
+        save_metrics_and_card(train_cfg.output_dir, "classifier", card_metrics_of(metrics))
     return model, metrics

@@ -13,12 +13,10 @@ there for attention weights), the tokenizer (`AutoTokenizer`), the image process
 `ClipZeroShotClassifier.from_pretrained(output_dir, class_names)` gives the zero-shot classifier.
 """
 
-import json
 import logging
-import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import datasets
 import PIL.Image
@@ -32,6 +30,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from ..data import ImageClassificationCollator
 from ..data.background_shift import BackgroundShiftConfig, build_background_shift, item_name
 from ..data.transforms import _ImageBatching
+from ..hub import save_metrics_and_card
 from ..models.adapters import classifier_logits
 from ..models.clip_zero_shot import ClipZeroShotClassifier
 from .clip_pretrain_config import TOKENIZER_LEVELS, ClipPretrainConfig
@@ -280,8 +279,13 @@ def run_clip_pretrain(
         results["skipped_samples"] = collator.skipped + images.skipped
     if accelerator.is_main_process:
         logger.info("CLIP pre-training: %s", results)
-        with open(os.path.join(train_cfg.output_dir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_metrics_and_card(
+            train_cfg.output_dir,
+            "classifier",
+            results,
+            dataset="background shift",
+            training_config={**asdict(train_cfg), **asdict(cfg)},
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

@@ -16,8 +16,9 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from ..data import ImageClassificationCollator
+from ..hub import save_metrics_and_card
 from ..models.cgn import InvariantEnsembleConfig, InvariantEnsembleForImageClassification
-from .classification import accuracy, build_image_classifier, image_processor_for
+from .classification import accuracy, build_image_classifier, card_metrics_of, image_processor_for
 from .config import TrainingConfig
 from .loop import train
 
@@ -136,6 +137,8 @@ def train_invariant_classifier(
         metrics[f"{split}_accuracy"] = accuracy(model, dataset, plain, train_cfg.eval_batch_size)
     if collator.skipped:
         metrics["skipped_samples"] = collator.skipped
+    if PartialState().is_main_process:
+        save_metrics_and_card(train_cfg.output_dir, "classifier", card_metrics_of(metrics))
     return model, metrics
 
 

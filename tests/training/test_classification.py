@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hf_counterfactual.data import LocalisationSceneConfig, build_localisation_scenes, load_digits_dataset
@@ -24,6 +25,9 @@ def test_training_saves_model_and_processor_that_reproduce_it(tmp_path):
                          disable_progress_bar=True)  # fmt: skip
     model, metrics = train_image_classifier(cfg, data, TINY_RESNET, 32)
     assert set(metrics) == {"train_seconds", "validation_accuracy", "test_accuracy"}
+    card = ModelCard.load(tmp_path / "README.md")  # the model card, with the measured accuracies
+    values = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
+    assert ("accuracy (test)", metrics["test_accuracy"]) in values
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     image = data["test"][0]["image"]

@@ -139,6 +139,7 @@ def test_recipe_runs_saves_and_reloads_to_the_same_zero_shot_scores(tmp_path):
                  "background_shift.num_test=24", *(f"{k}={v}" for k, v in TINY.items())]  # fmt: skip
     metrics = run_recipe(RECIPE, overrides)
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert "zero-shot accuracy" in (out / "README.md").read_text()  # model card next to the model
     assert metrics["train_batches"] == 4 and np.isfinite([metrics["first_loss"], metrics["final_loss"]]).all()
     accuracies = metrics["zero_shot_accuracy"]
     assert set(accuracies) == {"test_id", "test_ood_shuffled", "test_ood_unseen"}
