@@ -61,6 +61,31 @@ def card_metrics_of(metrics: dict) -> dict:
     return {"accuracy": accuracy, **rest}
 
 
+def fit_classifier(
+    train_cfg: TrainingConfig,
+    model: torch.nn.Module,
+    collator: ImageClassificationCollator,
+    train_data: datasets.Dataset,
+    eval_data: dict[str, datasets.Dataset],
+) -> tuple[torch.nn.Module, dict]:
+    """Train `model` on the shared loop, save its image processor and model card; accuracy per eval split.
+
+    Undecodable rows skipped by `collator` in training or evaluation are counted in `skipped_samples`.
+    """
+    start = time.perf_counter()
+    model = train(train_cfg, model, train_data, collator)
+    if PartialState().is_main_process:  # so AutoImageProcessor.from_pretrained(output_dir) prepares inputs
+        image_processor_for(collator).save_pretrained(train_cfg.output_dir)
+    metrics = {"train_seconds": time.perf_counter() - start}
+    for split, dataset in eval_data.items():
+        metrics[f"{split}_accuracy"] = accuracy(model, dataset, collator, train_cfg.eval_batch_size)
+    if collator.skipped:
+        metrics["skipped_samples"] = collator.skipped
+    if PartialState().is_main_process:
+        save_metrics_and_card(train_cfg.output_dir, "classifier", card_metrics_of(metrics))
+    return model, metrics
+
+
 def train_image_classifier(
     train_cfg: TrainingConfig,
     data: datasets.DatasetDict,
@@ -73,16 +98,5 @@ def train_image_classifier(
     collator = ImageClassificationCollator(len(names), image_size, label_column=label_column)
     set_seed(train_cfg.seed)
     model = build_image_classifier(backbone_config, names)
-    start = time.perf_counter()
-    model = train(train_cfg, model, data["train"], collator)
-    if PartialState().is_main_process:  # so AutoImageProcessor.from_pretrained(output_dir) prepares inputs
-        image_processor_for(collator).save_pretrained(train_cfg.output_dir)
-    metrics = {"train_seconds": time.perf_counter() - start}
-    for split in data:
-        if split != "train":
-            metrics[f"{split}_accuracy"] = accuracy(model, data[split], collator, train_cfg.eval_batch_size)
-    if collator.skipped:
-        metrics["skipped_samples"] = collator.skipped
-    if PartialState().is_main_process:
-        save_metrics_and_card(train_cfg.output_dir, "classifier", card_metrics_of(metrics))
-    return model, metrics
+    eval_data = {split: data[split] for split in data if split != "train"}
+    return fit_classifier(train_cfg, model, collator, data["train"], eval_data)

@@ -7,20 +7,16 @@ three-head ensemble (`InvariantEnsembleForImageClassification`): each head predi
 mechanism's class, so texture and background are learned where they belong, not in the shape head.
 """
 
-import time
 from dataclasses import dataclass, field
 
 import datasets
 import torch
-from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from ..data import ImageClassificationCollator
-from ..hub import save_metrics_and_card
 from ..models.cgn import InvariantEnsembleConfig, InvariantEnsembleForImageClassification
-from .classification import accuracy, build_image_classifier, card_metrics_of, image_processor_for
+from .classification import build_image_classifier, fit_classifier
 from .config import TrainingConfig
-from .loop import train
 
 TRAINING_DATA = ("original", "counterfactual", "both")
 
@@ -127,19 +123,7 @@ def train_invariant_classifier(
         collator = ImageClassificationCollator(len(names), image_size)
         set_seed(train_cfg.seed)
         model = build_image_classifier(backbone_config, names)
-    start = time.perf_counter()
-    model = train(train_cfg, model, train_data, collator)
-    if PartialState().is_main_process:
-        image_processor_for(collator).save_pretrained(train_cfg.output_dir)
-    metrics = {"train_seconds": time.perf_counter() - start}
-    plain = ImageClassificationCollator(len(names), image_size)
-    for split, dataset in eval_data.items():
-        metrics[f"{split}_accuracy"] = accuracy(model, dataset, plain, train_cfg.eval_batch_size)
-    if collator.skipped:
-        metrics["skipped_samples"] = collator.skipped
-    if PartialState().is_main_process:
-        save_metrics_and_card(train_cfg.output_dir, "classifier", card_metrics_of(metrics))
-    return model, metrics
+    return fit_classifier(train_cfg, model, collator, train_data, eval_data)
 
 
 __all__ = [
