@@ -49,6 +49,11 @@ class CgnTrainConfig:
     lambda_adv: float = field(default=1.0, metadata={"help": "Weight of the generator's LSGAN loss."})
     lambda_binary: float = field(default=1.0, metadata={"help": "Weight of L_binary (mask entropy)."})
     lambda_mask: float = field(default=1.0, metadata={"help": "Weight of L_mask (mask size hinge)."})
+    lambda_border: float = field(
+        default=0.0,
+        metadata={"help": "Weight of L_border (mask mean on the image frame; a centred-object prior, 0 = off)."},
+    )
+    border_width: int = field(default=2, metadata={"help": "Frame width in pixels for L_border."})
     random_fake_labels: bool = field(
         default=True,
         metadata={
@@ -72,5 +77,5 @@ class CgnTrainConfig:
             raise ValueError(f"num_train must be >= 1, got {self.num_train}.")
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
-        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask, self.lambda_style) < 0:
-            raise ValueError("lambda_adv, lambda_binary, lambda_mask and lambda_style must be >= 0.")
+        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask, self.lambda_style, self.lambda_border) < 0:
+            raise ValueError("lambda_adv, lambda_binary, lambda_mask, lambda_style and lambda_border must be >= 0.")

@@ -49,6 +49,7 @@ from ..models.cgn import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mask_binary_entropy,
+    mask_border_loss,
     mask_size_loss,
     style_loss,
 )
@@ -91,6 +92,7 @@ class CGNGANOutput(ModelOutput):
     binary_loss: torch.FloatTensor | None = None
     mask_loss: torch.FloatTensor | None = None
     style_loss: torch.FloatTensor | None = None
+    border_loss: torch.FloatTensor | None = None
     mask_mean: torch.FloatTensor | None = None
 
 
@@ -107,6 +109,8 @@ class CGNGAN(nn.Module):
         random_fake_labels: bool = False,
         lambda_style: float = 0.0,
         style_seed: int = 0,
+        lambda_border: float = 0.0,
+        border_width: int = 2,
     ):
         super().__init__()
         self.generator = generator
@@ -115,6 +119,7 @@ class CGNGAN(nn.Module):
         self.random_fake_labels = random_fake_labels
         self.lambda_style = lambda_style
         self.style_features = RandomConvFeatures(seed=style_seed) if lambda_style > 0 else None
+        self.lambda_border, self.border_width = lambda_border, border_width
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> CGNGANOutput:
         real_labels = labels
@@ -128,6 +133,9 @@ class CGNGAN(nn.Module):
         binary = mask_binary_entropy(fake.mask)
         size = mask_size_loss(fake.mask)
         generator_loss = self.lambda_adv * adversarial + self.lambda_binary * binary + self.lambda_mask * size
+        border = mask_border_loss(fake.mask, self.border_width)
+        if self.lambda_border > 0:
+            generator_loss = generator_loss + self.lambda_border * border
         style = torch.zeros((), device=size.device)
         if (
             self.style_features is not None
@@ -145,6 +153,7 @@ class CGNGAN(nn.Module):
             binary_loss=binary.detach(),
             mask_loss=size.detach(),
             style_loss=style.detach(),
+            border_loss=border.detach(),
             mask_mean=fake.mask.detach().mean(),
         )
 
@@ -159,6 +168,7 @@ class CgnStep:
         "binary_loss",
         "mask_loss",
         "style_loss",
+        "border_loss",
         "mask_mean",
     )
 
@@ -287,6 +297,8 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         cfg.random_fake_labels,
         cfg.lambda_style,
         cfg.style_seed,
+        cfg.lambda_border,
+        cfg.border_width,
     )
     step = CgnStep()
     start = time.perf_counter()

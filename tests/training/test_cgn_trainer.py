@@ -57,9 +57,10 @@ def test_each_loss_reaches_only_its_own_player(disc_type):
 
 def test_loss_is_the_weighted_sum_of_the_terms():
     gan = _tiny_gan()
-    gan.lambda_adv, gan.lambda_binary, gan.lambda_mask = 0.5, 2.0, 3.0
+    gan.lambda_adv, gan.lambda_binary, gan.lambda_mask, gan.lambda_border = 0.5, 2.0, 3.0, 4.0
     out = gan(pixel_values=torch.zeros(2, 3, 8, 8), labels=torch.tensor([4, 5]))
-    expected = 0.5 * out.adversarial_loss + 2.0 * out.binary_loss + 3.0 * out.mask_loss
+    expected = 0.5 * out.adversarial_loss + 2.0 * out.binary_loss + 3.0 * out.mask_loss + 4.0 * out.border_loss
+    assert 0 < out.border_loss < 1
     torch.testing.assert_close(out.generator_loss.detach(), expected)
     torch.testing.assert_close(out.loss, out.generator_loss + out.discriminator_loss)
     assert 0 < out.mask_mean < 1

@@ -16,6 +16,7 @@ from .losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mask_binary_entropy,
+    mask_border_loss,
     mask_size_loss,
     style_loss,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "lsgan_discriminator_loss",
     "lsgan_generator_loss",
     "mask_binary_entropy",
+    "mask_border_loss",
     "mask_size_loss",
     "save_counterfactual_grid",
     "save_image_grid",

@@ -38,6 +38,20 @@ def mask_size_loss(mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> t
     return ((low - area).clamp(min=0) + (area - high).clamp(min=0)).mean()
 
 
+def mask_border_loss(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """L_border: mean of m over the `width`-pixel frame of each (B, 1, H, W) mask (not in the paper).
+
+    A prior for centred objects (MNIST-like data) in the spirit of the paper's L_bg: the frame is
+    background, so a mask learned inside out (covering the background while the background mechanism
+    paints the object) is penalised.
+    """
+    if width < 1 or 2 * width >= min(mask.shape[-2:]):
+        raise ValueError(f"border width must be in [1, {min(mask.shape[-2:]) // 2}), got {width}.")
+    frame = torch.ones_like(mask[:1])
+    frame[..., width:-width, width:-width] = 0
+    return (mask * frame).sum(dim=(-2, -1)).mean() / frame.sum()
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) feature maps -> (B, C, C) Gram matrices F F^T / (C H W)."""
     if features.ndim != 4:

@@ -10,6 +10,7 @@ from hf_counterfactual.models.cgn import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mask_binary_entropy,
+    mask_border_loss,
     mask_size_loss,
     style_loss,
 )
@@ -41,6 +42,18 @@ def test_mask_size_loss_hinges_per_image_then_averages():
     half = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
     assert mask_size_loss(half).item() == 0.0
     assert mask_size_loss(torch.full((1, 1, 2, 2), 0.3), low=0.4, high=0.6).item() == pytest.approx(0.1)
+
+
+def test_mask_border_loss_is_the_mean_of_the_frame():
+    mask = torch.zeros(2, 1, 6, 6)
+    mask[0, 0, 0, :] = 1.0  # image 0: the top row of its frame (6 of 20 frame pixels at width 1)
+    mask[1, 0, 2:4, 2:4] = 1.0  # image 1: a centred object, nothing on the frame
+    assert mask_border_loss(mask, width=1).item() == pytest.approx((6 / 20 + 0) / 2)
+    # width 2: the frame is 36 - 4 = 32 pixels; a fully inverted mask (1 outside the centre) scores 1
+    inverted = 1 - mask[1:]
+    assert mask_border_loss(inverted, width=2).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="border width"):
+        mask_border_loss(mask, width=3)
 
 
 def test_gram_matrix_normalised_by_chw():
