@@ -70,6 +70,9 @@ SCALES = {
 }  # fmt: skip
 # ours, batched; the paper runs 300 steps x 8 samples at lr 0.05, one image at a time
 FAST_FIDO = {"steps": 60, "num_samples": 2, "lr": 0.15, "ramp_steps": 20}
+# our FIDO's sparsity weight, times the paper's rescaled lambda: chosen on scenes of another seed (7),
+# where pointing game / mask IoU of SSR-mean went 0.76 / 0.44 (x1), 0.91 / 0.54 (x2), 0.94 / 0.58 (x3)
+FIDO_LAMBDA_SCALE = 3.0
 TARGETS = {"speedup_vs_reference": 20.0}
 
 
@@ -213,6 +216,7 @@ def run_fido_benchmark(
     settings = paper_settings(size)
     steps = sc.get("steps", {})
     settings["fido"] = {**FAST_FIDO, **({"steps": steps["fido"]} if "fido" in steps else {})}
+    settings["fido"]["lambda_"] = FIDO_LAMBDA_SCALE * settings["lambda_"]
     settings["bbmp"] = {"steps": steps["bbmp"]} if "bbmp" in steps else {}
     inpainter_metrics, generative_infiller = None, None
     if generative:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from hf_counterfactual.bench.fido import method_names, paper_settings, run_fido_benchmark
+from hf_counterfactual.bench.fido import FIDO_LAMBDA_SCALE, method_names, paper_settings, run_fido_benchmark
 from hf_counterfactual.explain import FidoConfig
 
 METRICS = {"deletion_auc", "insertion_auc", "pointing_game", "mask_iou", "dabkowski_gal", "seconds_per_map"}
@@ -42,6 +42,10 @@ def test_speedup_generative_effect_sanity_and_figure(smoke):
     assert os.path.getsize(smoke["figure"]) > 0
     assert smoke["inpainter"]["l1_dropped"]["generative"] > 0
     assert set(smoke["targets_met"]) == {"speedup", "pointing_game"}
+    # our FIDO runs at FIDO_LAMBDA_SCALE x the rescaled paper lambda; the reference at the paper's
+    settings = smoke["settings"]
+    assert settings["fido"]["lambda_"] == pytest.approx(FIDO_LAMBDA_SCALE * settings["lambda_"])
+    assert smoke["reference_settings"]["lambda_"] == pytest.approx(settings["lambda_"])
 
 
 def test_paper_settings_rescale_to_the_canvas():
