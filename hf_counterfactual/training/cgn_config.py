@@ -51,7 +51,9 @@ class CgnTrainConfig:
     lambda_mask: float = field(default=1.0, metadata={"help": "Weight of L_mask (mask size hinge)."})
     lambda_border: float = field(
         default=0.0,
-        metadata={"help": "Weight of L_border (mask mean on the image frame; a centred-object prior, 0 = off)."},
+        metadata={
+            "help": "Weight of L_border (mask mean on the image frame; a centred-object prior, 0 = off)."
+        },
     )
     border_width: int = field(default=2, metadata={"help": "Frame width in pixels for L_border."})
     random_fake_labels: bool = field(
@@ -75,7 +77,11 @@ class CgnTrainConfig:
             raise ValueError(f"variant must be one of {', '.join(CGN_VARIANTS)}, got {self.variant!r}.")
         if self.num_train < 1:
             raise ValueError(f"num_train must be >= 1, got {self.num_train}.")
+        if self.border_width < 1 or 2 * self.border_width >= self.image_size:
+            raise ValueError(f"border_width must be in [1, {self.image_size // 2}), got {self.border_width}.")
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
-        if min(self.lambda_adv, self.lambda_binary, self.lambda_mask, self.lambda_style, self.lambda_border) < 0:
-            raise ValueError("lambda_adv, lambda_binary, lambda_mask, lambda_style and lambda_border must be >= 0.")
+        weights = ("lambda_adv", "lambda_binary", "lambda_mask", "lambda_style", "lambda_border")
+        negative = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {negative}.")

@@ -59,7 +59,9 @@ def test_loss_is_the_weighted_sum_of_the_terms():
     gan = _tiny_gan()
     gan.lambda_adv, gan.lambda_binary, gan.lambda_mask, gan.lambda_border = 0.5, 2.0, 3.0, 4.0
     out = gan(pixel_values=torch.zeros(2, 3, 8, 8), labels=torch.tensor([4, 5]))
-    expected = 0.5 * out.adversarial_loss + 2.0 * out.binary_loss + 3.0 * out.mask_loss + 4.0 * out.border_loss
+    expected = (
+        0.5 * out.adversarial_loss + 2.0 * out.binary_loss + 3.0 * out.mask_loss + 4.0 * out.border_loss
+    )
     assert 0 < out.border_loss < 1
     torch.testing.assert_close(out.generator_loss.detach(), expected)
     torch.testing.assert_close(out.loss, out.generator_loss + out.discriminator_loss)
@@ -99,6 +101,10 @@ def test_config_errors():
         CgnTrainConfig(num_train=0)
     with pytest.raises(ValueError, match="lambda"):
         CgnTrainConfig(lambda_binary=-1.0)
+    with pytest.raises(ValueError, match="lambda_border"):
+        CgnTrainConfig(lambda_border=-1.0)
+    with pytest.raises(ValueError, match="border_width"):
+        CgnTrainConfig(border_width=16)  # image_size 32: the frame would cover everything
 
 
 def test_recipe_parses_with_overrides():
