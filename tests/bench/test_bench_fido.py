@@ -5,7 +5,13 @@ import os
 
 import pytest
 
-from hf_counterfactual.bench.fido import FIDO_LAMBDA_SCALE, method_names, paper_settings, run_fido_benchmark
+from hf_counterfactual.bench.fido import (
+    FIDO_LAMBDA_SCALE,
+    FIDO_MASK_SCALE,
+    method_names,
+    paper_settings,
+    run_fido_benchmark,
+)
 from hf_counterfactual.explain import FidoConfig
 
 METRICS = {"deletion_auc", "insertion_auc", "pointing_game", "mask_iou", "dabkowski_gal", "seconds_per_map"}
@@ -45,6 +51,7 @@ def test_speedup_generative_effect_sanity_and_figure(smoke):
     # our FIDO runs at FIDO_LAMBDA_SCALE x the rescaled paper lambda; the reference at the paper's
     settings = smoke["settings"]
     assert settings["fido"]["lambda_"] == pytest.approx(FIDO_LAMBDA_SCALE * settings["lambda_"])
+    assert settings["fido"]["mask_size"] == FIDO_MASK_SCALE * settings["mask_size"]
     assert smoke["reference_settings"]["lambda_"] == pytest.approx(settings["lambda_"])
 
 
