@@ -54,8 +54,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.method == "pat":
         from .bench.pat import run_pat_benchmark
 
+        zoom = {} if args.zoom_crop is None else {"zoom_crop": args.zoom_crop}
         result = run_pat_benchmark(
-            scale, seeds=args.seeds, item_source=args.item_source, output_dir=output_dir
+            scale, seeds=args.seeds, item_source=args.item_source, output_dir=output_dir, **zoom
         )
     elif args.method == "fido":
         from .bench.fido import run_fido_benchmark
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
     p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")
     p.add_argument("--json", help="Write results here instead of stdout.")
+    p.add_argument(
+        "--zoom-crop", type=float, help="pat: zoom-crop probability for every variant (default 0.5; 0 = off)."
+    )
     p.add_argument(
         "--ensemble", action="store_true", help="cgn: train the three-head invariant ensemble classifiers."
     )

@@ -18,7 +18,13 @@ from .sources import (
     load_voc_multilabel,
     read_idx,
 )
-from .transforms import ImageClassificationCollator, ImageCollator, MultiLabelCollator, decode_image
+from .transforms import (
+    ImageClassificationCollator,
+    ImageCollator,
+    MultiLabelCollator,
+    MultiLabelZoomCrop,
+    decode_image,
+)
 
 __all__ = [
     "BackgroundShiftConfig",
@@ -43,6 +49,7 @@ __all__ = [
     "ImageClassificationCollator",
     "ImageCollator",
     "MultiLabelCollator",
+    "MultiLabelZoomCrop",
     "decode_image",
     "load_coco_multilabel",
     "load_digits_dataset",

@@ -2,6 +2,7 @@
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -147,6 +148,63 @@ class _ImageBatching:
 
 
 @dataclass
+class MultiLabelZoomCrop:
+    """Multi-label scale augmentation from item boxes: a random square crop, resized back to full size.
+
+    With `probability`, a row's image is cropped to a square of `scale` (a range, share of the image
+    side) at a random place and resized back; its `labels` become the classes of the items with at
+    least `min_visible` of their box inside the crop (boxes follow). Rows need `boxes` ([x0, y0, x1,
+    y1] per item, pixels) and `item_labels` (a class id per item), as the co-occurrence mosaics have.
+    Draws from torch's global generator, so `set_seed` and DataLoader workers seed it.
+    """
+
+    probability: float = 0.5
+    scale: tuple[float, float] = (0.5, 1.0)
+    min_visible: float = 0.5
+    image_column: str = "image"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"probability must be in [0, 1], got {self.probability}.")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {self.scale}.")
+        if not 0 < self.min_visible <= 1:
+            raise ValueError(f"min_visible must be in (0, 1], got {self.min_visible}.")
+
+    def __call__(self, example: dict) -> dict:
+        missing = {"boxes", "item_labels"} - set(example)
+        if missing:
+            raise ValueError(
+                f"zoom-crop needs per-item `boxes` and `item_labels` columns; missing {sorted(missing)}."
+            )
+        if float(torch.rand(())) >= self.probability:
+            return example
+        try:
+            image = decode_image(example[self.image_column])
+        except OSError:
+            return example  # the collator skips and counts it
+        width, height = image.size
+        low, high = self.scale
+        side = max(1, round(min(width, height) * (low + (high - low) * float(torch.rand(())))))
+        x0 = int(torch.randint(0, width - side + 1, ()))
+        y0 = int(torch.randint(0, height - side + 1, ()))
+        sx, sy = width / side, height / side
+        item_labels, boxes = [], []
+        for (bx0, by0, bx1, by1), label in zip(example["boxes"], example["item_labels"], strict=True):
+            ix0, iy0, ix1, iy1 = max(bx0, x0), max(by0, y0), min(bx1, x0 + side), min(by1, y0 + side)
+            inside = max(0, ix1 - ix0) * max(0, iy1 - iy0) / max(1, (bx1 - bx0) * (by1 - by0))
+            if inside >= self.min_visible:
+                item_labels.append(int(label))
+                box = (ix0 - x0) * sx, (iy0 - y0) * sy, (ix1 - x0) * sx, (iy1 - y0) * sy
+                boxes.append([round(c) for c in box])
+        crop = image.crop((x0, y0, x0 + side, y0 + side)).resize(
+            (width, height), PIL.Image.Resampling.BILINEAR
+        )
+        kept = {"labels": sorted(set(item_labels)), "item_labels": item_labels, "boxes": boxes}
+        return {**example, self.image_column: crop, **kept}
+
+
+@dataclass
 class MultiLabelCollator(_ImageBatching):
     """Collate `datasets` rows into `pixel_values` (B, 3, S, S) and multi-hot `labels` (B, num_labels).
 
@@ -154,7 +212,8 @@ class MultiLabelCollator(_ImageBatching):
     ids in `labels_column`. Images are converted to RGB (see `_to_rgb`; with `convert_rgb=False`
     a non-RGB image is an error), resized bilinearly to `image_size` x `image_size`, scaled to
     [0, 1] and normalised with `image_mean` / `image_std`. Undecodable rows are skipped and counted
-    (see `_ImageBatching`); a label outside [0, num_labels) raises ValueError.
+    (see `_ImageBatching`); a label outside [0, num_labels) raises ValueError. `augment`, when set,
+    maps each row first (training only, e.g. `MultiLabelZoomCrop`).
     """
 
     num_labels: int
@@ -164,6 +223,7 @@ class MultiLabelCollator(_ImageBatching):
     convert_rgb: bool = True
     image_column: str = "image"
     labels_column: str = "labels"
+    augment: Callable[[dict], dict] | None = None
     skipped: int = field(default=0, init=False)
 
     def _multi_hot(self, example: dict, index: int) -> np.ndarray:
@@ -182,6 +242,8 @@ class MultiLabelCollator(_ImageBatching):
         return target
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if self.augment is not None:
+            examples = [self.augment(example) for example in examples]
         pixel_values, targets = self._collate(examples, self._multi_hot)
         return {"pixel_values": pixel_values, "labels": torch.from_numpy(np.stack(targets))}
 

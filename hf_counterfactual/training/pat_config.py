@@ -69,6 +69,17 @@ class PatTrainConfig:
         metadata={"help": "Backbone config dict with a 'model_type'."},
     )
     grid_size: int = field(default=2, metadata={"help": "Patches per side (g)."})
+    zoom_crop: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability of a zoom-crop per training image (MultiLabelZoomCrop: labels follow the item "
+            "boxes; needs `boxes` / `item_labels` columns, as the mosaics have). 0 = off."
+        },
+    )
+    zoom_crop_scale: list[float] = field(
+        default_factory=lambda: [0.5, 1.0],
+        metadata={"help": "Crop side range, as a share of the image side."},
+    )
     loss: str = field(default="asl", metadata={"help": "'asl' or 'bce', for both variants."})
     asl_gamma_neg: float = field(default=4.0, metadata={"help": "ASL gamma for negatives."})
     asl_gamma_pos: float = field(default=0.0, metadata={"help": "ASL gamma for positives."})
@@ -92,5 +103,7 @@ class PatTrainConfig:
             raise ValueError(f"variant must be 'pat_t' or 'plain', got {self.variant!r}.")
         if self.dataset not in ("mosaics", "disk", "coco", "voc"):
             raise ValueError(f"dataset must be 'mosaics', 'disk', 'coco' or 'voc', got {self.dataset!r}.")
+        if not 0 <= self.zoom_crop <= 1:
+            raise ValueError(f"zoom_crop is a probability in [0, 1], got {self.zoom_crop}.")
         if self.image_size % self.grid_size:
             raise ValueError(f"image_size {self.image_size} must be divisible by grid_size {self.grid_size}.")

@@ -1,5 +1,6 @@
 """PAT runs on the shared loop: build data and model, train PAT-T or a plain model, evaluate with PAT-I."""
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict
@@ -14,6 +15,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from ..data import (
     CooccurrenceMosaicConfig,
     MultiLabelCollator,
+    MultiLabelZoomCrop,
     build_cooccurrence_mosaics,
     load_coco_multilabel,
     load_item_source,
@@ -161,11 +163,15 @@ def run_pat(
     collator = MultiLabelCollator(
         len(label_names), cfg.image_size, tuple(cfg.image_mean), tuple(cfg.image_std)
     )
+    train_collator = collator
+    if cfg.zoom_crop > 0:
+        zoom_crop = MultiLabelZoomCrop(cfg.zoom_crop, tuple(cfg.zoom_crop_scale))
+        train_collator = dataclasses.replace(collator, augment=zoom_crop)
     set_seed(train_cfg.seed)  # the same initial weights in every run and process
     model = build_pat_model(cfg, label_names)
 
     start = time.perf_counter()
-    model = train(train_cfg, model, data["train"], collator, pat_step_fn(cfg), accelerator)
+    model = train(train_cfg, model, data["train"], train_collator, pat_step_fn(cfg), accelerator)
     results = {"variant": cfg.variant, "train_seconds": time.perf_counter() - start, "pairs": pairs}
     evaluate = {"collator": collator, "pairs": pairs, "recall": cfg.recall, "batch_size": train_cfg.eval_batch_size,
                 "accelerator": accelerator}  # fmt: skip

@@ -10,7 +10,12 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from hf_counterfactual.data import transforms
-from hf_counterfactual.data.transforms import ImageClassificationCollator, MultiLabelCollator, decode_image
+from hf_counterfactual.data.transforms import (
+    ImageClassificationCollator,
+    MultiLabelCollator,
+    MultiLabelZoomCrop,
+    decode_image,
+)
 
 
 def png_bytes(image: PILImage.Image) -> bytes:
@@ -212,3 +217,57 @@ def test_single_label_collator_keeps_pixels_in_unit_range_and_skips_bad_rows(tmp
     assert collate.skipped == 1
     with pytest.raises(ValueError, match=r"label 4; a label must be a class id in \[0, 4\)"):
         collate([{"image": solid("RGB", (0, 0, 0)), "label": 4}])
+
+
+def _two_item_row() -> dict:
+    """64 px canvas: a red item (class 3) in box [0, 0, 16, 16], a green one (class 5) in [40, 40, 64, 64]."""
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    pixels[0:16, 0:16, 0] = 255
+    pixels[40:64, 40:64, 1] = 255
+    boxes = [[0, 0, 16, 16], [40, 40, 64, 64]]
+    return {"image": PILImage.fromarray(pixels), "labels": [3, 5], "item_labels": [3, 5], "boxes": boxes}
+
+
+def test_zoom_crop_keeps_the_labels_of_items_at_least_half_inside_the_crop():
+    torch.manual_seed(0)
+    zoom = MultiLabelZoomCrop(probability=1.0, scale=(0.5, 0.5))
+    checked = 0
+    for _ in range(60):
+        out = zoom(_two_item_row())
+        pixels = np.asarray(out["image"])
+        assert out["image"].size == (64, 64)
+        # a 32 px crop zoomed 2x: an item's visible share of its box, measured on the output pixels
+        for label, channel, area in ((3, 0, 16 * 16), (5, 1, 24 * 24)):
+            visible = (pixels[..., channel] > 127).sum() / (area * 4)
+            if abs(visible - 0.5) > 0.1:  # away from the boundary that bilinear edges blur
+                assert (label in out["labels"]) == (visible >= 0.5), (label, visible, out)
+                checked += 1
+        assert out["labels"] == sorted(set(out["item_labels"])) and len(out["boxes"]) == len(
+            out["item_labels"]
+        )
+        for x0, y0, x1, y1 in out["boxes"]:  # boxes follow into the zoomed frame
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert checked > 60
+
+
+def test_zoom_crop_at_full_scale_or_probability_zero_changes_nothing():
+    row = _two_item_row()
+    assert MultiLabelZoomCrop(probability=0.0)(row) is row
+    out = MultiLabelZoomCrop(probability=1.0, scale=(1.0, 1.0))(row)
+    assert np.array_equal(np.asarray(out["image"]), np.asarray(row["image"]))
+    assert out["labels"] == [3, 5] and out["boxes"] == row["boxes"]
+
+
+def test_collator_applies_the_augmentation_and_zoom_crop_errors_name_the_problem():
+    torch.manual_seed(1)
+    collator = MultiLabelCollator(num_labels=10, image_size=64, augment=MultiLabelZoomCrop(1.0, (0.5, 0.5)))
+    batch = collator([_two_item_row() for _ in range(32)])
+    # a 32 px crop holds at most one of the two items: never both labels, sometimes neither
+    assert batch["labels"][:, [3, 5]].sum(dim=1).max() <= 1
+    assert batch["labels"].sum() < 32
+    with pytest.raises(ValueError, match="boxes"):
+        MultiLabelZoomCrop()({"image": _two_item_row()["image"], "labels": [3]})
+    with pytest.raises(ValueError, match="probability"):
+        MultiLabelZoomCrop(probability=1.5)
+    with pytest.raises(ValueError, match="scale"):
+        MultiLabelZoomCrop(scale=(0.0, 1.0))

@@ -70,7 +70,7 @@ def test_unknown_key_and_method_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("recipe", ["mosaics_plain_small.yaml", "mosaics_pat_t_small.yaml"])
 def test_train_cli_runs_a_recipe_end_to_end(tmp_path, recipe):
     out = tmp_path / "run"
-    main(["train", os.path.join(RECIPES, recipe), *TINY, f"output_dir={out}"])
+    main(["train", os.path.join(RECIPES, recipe), *TINY, f"output_dir={out}"])  # both train with zoom-crop
     metrics = json.loads((out / "metrics.json").read_text())
     variant = metrics["variant"]
     assert 0 <= metrics[variant]["map"] <= 1 and 0 <= metrics[variant]["cfpr"] <= 1
@@ -78,6 +78,7 @@ def test_train_cli_runs_a_recipe_end_to_end(tmp_path, recipe):
     if variant == "plain":
         assert "pat_i" in metrics
     assert (out / "model.safetensors").exists() and (out / "recipe.yaml").exists()
+    assert load_recipe(str(out / "recipe.yaml"))[2].zoom_crop == 0.5
 
     # the saved model evaluates through the CLI (with PAT-I) on a saved dataset
     from hf_counterfactual.training.pat_trainer import load_pat_data
