@@ -40,3 +40,15 @@ def test_bench_cli_rejects_unknown_method(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "robust-ft-unknown", "--quick"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bench_cli_passes_zoom_crop_to_the_pat_benchmark(monkeypatch, tmp_path):
+    import hf_counterfactual.bench.pat as bench_pat
+
+    seen = {}
+    monkeypatch.setattr(bench_pat, "run_pat_benchmark", lambda *args, **kwargs: seen.update(kwargs) or {})
+    main(["bench", "pat", "--quick", "--zoom-crop", "0", "--json", str(tmp_path / "pat.json")])
+    assert seen["zoom_crop"] == 0.0  # 0 turns it off
+    seen.clear()
+    main(["bench", "pat", "--quick", "--json", str(tmp_path / "pat.json")])
+    assert "zoom_crop" not in seen  # the benchmark's default (ZOOM_CROP) applies
