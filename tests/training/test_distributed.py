@@ -18,7 +18,12 @@ VIT = (
 
 
 def _train(out, launcher: list[str]) -> dict:
-    overrides = [o for o in TINY if not o.startswith("backbone_config")] + [VIT, f"output_dir={out}"]
+    # zoom_crop=0: random augmentation draws differ between 1 and 2 processes, as any augmentation's would
+    overrides = [o for o in TINY if not o.startswith("backbone_config")] + [
+        VIT,
+        "zoom_crop=0",
+        f"output_dir={out}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     cmd = [
         *launcher,
