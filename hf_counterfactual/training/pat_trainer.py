@@ -178,8 +178,9 @@ def run_pat(
     results[cfg.variant] = evaluate_multilabel(model, data, **evaluate)
     if cfg.variant == "plain":
         results["pat_i"] = evaluate_multilabel(PatchingInference(model, cfg.grid_size), data, **evaluate)
-    if collator.skipped:
-        results["skipped_samples"] = collator.skipped
+    skipped = collator.skipped + (train_collator.skipped if train_collator is not collator else 0)
+    if skipped:
+        results["skipped_samples"] = skipped
     if accelerator.is_main_process:
         save_metrics_and_card(
             train_cfg.output_dir,

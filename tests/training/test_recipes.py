@@ -108,3 +108,22 @@ def test_bf16_gradient_accumulation_checkpoints_and_resume(tmp_path):
     # resuming from the last checkpoint has nothing left to train and reproduces the model
     main(["train", *common, "gradient_accumulation_steps=2", "resume_from_checkpoint=latest"])
     assert json.loads((out / "metrics.json").read_text())["pat_t"]["map"] == pytest.approx(first, abs=1e-6)
+
+
+def test_pat_run_counts_undecodable_training_images_also_with_zoom_crop(tmp_path):
+    import datasets
+
+    from hf_counterfactual.training.pat_trainer import load_pat_data, run_pat
+
+    _, train_cfg, cfg = load_recipe(
+        os.path.join(RECIPES, "mosaics_plain_small.yaml"), [*TINY, f"output_dir={tmp_path}", "zoom_crop=1.0"]
+    )
+    data, pairs = load_pat_data(cfg, seed=0)
+    train = data["train"].cast_column("image", datasets.Image(decode=False))
+    broken = train.map(lambda row, i: {"image": {"bytes": b"not an image", "path": None}} if i < 3 else row,
+                       with_indices=True, features=train.features)  # fmt: skip
+    data["train"] = broken
+    results = run_pat(train_cfg, cfg, data, pairs)
+    assert (
+        results["skipped_samples"] == 3
+    )  # one epoch: each broken row once, skipped by the training collator
