@@ -36,7 +36,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_counterfactual  # noqa: F401 (registers PAT, CGN with the Auto classes)
 import hf_counterfactual.robust  # noqa: F401 (registers ClipImageClassifier)
-from hf_counterfactual.bench.fido import FAST_FIDO, FIDO_LAMBDA_SCALE, FIDO_MASK_SCALE
+from hf_counterfactual.bench.fido import FAST_FIDO, fast_fido_settings
 from hf_counterfactual.data.transforms import _to_rgb
 from hf_counterfactual.explain import FidoConfig, FidoExplainer, infiller_for_image_size, save_overlay
 from hf_counterfactual.models.adapters import classifier_logits
@@ -250,12 +250,7 @@ def explain_fido(models: SpaceModels, upload, target=PREDICTED, infill="blur", s
     t = int(probs.argmax()) if target in (None, PREDICTED) else labels.index(target)
     overlays = []
     for objective in ("ssr", "sdr"):
-        settings = {**FAST_FIDO, "steps": steps, "ramp_steps": min(FAST_FIDO["ramp_steps"], steps)}
-        paper = FidoConfig.for_image_size(size)  # rescaled as bench fido does
-        settings["lambda_"], settings["mask_size"] = (
-            FIDO_LAMBDA_SCALE * paper.lambda_,
-            FIDO_MASK_SCALE * paper.mask_size,
-        )
+        settings = fast_fido_settings(size, steps=steps, ramp_steps=min(FAST_FIDO["ramp_steps"], steps))
         config = FidoConfig.for_image_size(size, objective=objective, seed=seed, **settings)
         explainer = FidoExplainer(classifier.model, config, infiller_for_image_size(infill, size))
         overlays.append(_overlay(image, explainer.explain(pixel_values, torch.tensor([t])).saliency[0]))

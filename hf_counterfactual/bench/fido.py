@@ -79,6 +79,14 @@ FIDO_MASK_SCALE = 2
 TARGETS = {"speedup_vs_reference": 20.0}
 
 
+def fast_fido_settings(image_size: int, **overrides) -> dict:
+    """Our batched FIDO's settings at `image_size` (bench fido and the Space): FAST_FIDO with
+    FIDO_LAMBDA_SCALE x the rescaled paper lambda and a FIDO_MASK_SCALE x finer mask grid."""
+    paper = FidoConfig.for_image_size(image_size)
+    scaled = {"lambda_": FIDO_LAMBDA_SCALE * paper.lambda_, "mask_size": FIDO_MASK_SCALE * paper.mask_size}
+    return {**FAST_FIDO, **scaled, **overrides}
+
+
 def paper_settings(canvas_size: int) -> dict:
     """FIDO's and BBMP's paper settings for 224 px, rescaled to `canvas_size` (lambda * pixels kept)."""
     fido = FidoConfig.for_image_size(canvas_size)
@@ -218,9 +226,7 @@ def run_fido_benchmark(
 
     settings = paper_settings(size)
     steps = sc.get("steps", {})
-    settings["fido"] = {**FAST_FIDO, **({"steps": steps["fido"]} if "fido" in steps else {})}
-    settings["fido"]["lambda_"] = FIDO_LAMBDA_SCALE * settings["lambda_"]
-    settings["fido"]["mask_size"] = FIDO_MASK_SCALE * settings["mask_size"]
+    settings["fido"] = fast_fido_settings(size, **({"steps": steps["fido"]} if "fido" in steps else {}))
     settings["bbmp"] = {"steps": steps["bbmp"]} if "bbmp" in steps else {}
     inpainter_metrics, generative_infiller = None, None
     if generative:
