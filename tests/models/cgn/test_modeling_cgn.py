@@ -198,6 +198,24 @@ def test_discriminator_scores_are_per_image_and_class_conditioned(disc_type):
         disc(x, torch.tensor([0, 1]))
 
 
+@pytest.mark.parametrize("disc_type", ["mlp", "conv"])
+def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogonal_gain_0_1(disc_type):
+    """D: PyTorch's kaiming-uniform default (|w| <= 1 / sqrt(fan_in), non-zero biases), as the authors' DiscLin;
+    G: orthogonal with gain 0.1 (so W W^T = 0.01 I for a wide-enough layer) and zero biases."""
+    torch.manual_seed(0)
+    config = tiny_config(disc_type=disc_type)
+    disc, gen = CGNDiscriminator(config), CounterfactualGenerativeNetwork(config)
+    first = next(m for m in disc.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d))
+    fan_in = first.weight[0].numel()
+    assert first.weight.abs().max() <= fan_in**-0.5
+    assert first.weight.std() > 0.5 * fan_in**-0.5 / 3**0.5  # uniform(-b, b) has std b / sqrt(3)
+    linear = disc.model[0] if disc_type == "mlp" else disc.head
+    assert linear.bias.abs().sum() > 0
+    w = gen.shape.linear.weight  # (out, in) with out > in: orthonormal columns times 0.1
+    assert torch.allclose(w.T @ w, 0.01 * torch.eye(w.shape[1]), atol=1e-5)
+    assert gen.shape.linear.bias.abs().sum() == 0
+
+
 # --- config, save / load, Auto classes -----------------------------------------------------------
 
 
