@@ -21,6 +21,7 @@ class CgnTrainConfig:
         latent_dim: size of the noise u of each mechanism.
         ngf: generator width.
         disc_type: "mlp" (the authors' colored-MNIST discriminator) or "conv" (textured variants).
+        disc_conditioning: "projection" or "concat" (the authors'): how the MLP discriminator sees the class.
         disc_hidden: width of the MLP discriminator.
         disc_dropout: dropout of the MLP discriminator.
         disc_channels: base channels of the conv discriminator.
@@ -43,6 +44,10 @@ class CgnTrainConfig:
     latent_dim: int = field(default=32, metadata={"help": "Noise size of each mechanism."})
     ngf: int = field(default=32, metadata={"help": "Generator width."})
     disc_type: str = field(default="mlp", metadata={"help": "'mlp' or 'conv' discriminator."})
+    disc_conditioning: str = field(
+        default="projection",
+        metadata={"help": "MLP discriminator conditioning: 'projection' or 'concat' (the authors')."},
+    )
     disc_hidden: int = field(default=512, metadata={"help": "Width of the MLP discriminator."})
     disc_dropout: float = field(default=0.4, metadata={"help": "Dropout of the MLP discriminator."})
     disc_channels: int = field(default=64, metadata={"help": "Base channels of the conv discriminator."})

@@ -283,6 +283,7 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         ngf=cfg.ngf,
         embedding_dim=train_split.features["label"].num_classes,
         disc_type=cfg.disc_type,
+        disc_conditioning=cfg.disc_conditioning,
         disc_hidden=cfg.disc_hidden,
         disc_dropout=cfg.disc_dropout,
         disc_channels=cfg.disc_channels,

@@ -229,10 +229,11 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
 class CGNDiscriminator(CGNPreTrainedModel):
     """Conditional discriminator D(x, y) -> (B,) real/fake scores (no sigmoid: LSGAN targets 1 / 0).
 
-    `disc_type="mlp"`: the authors' MLP over the flattened image concatenated with a label embedding
-    (widths `disc_hidden`, dropout `disc_dropout`, LeakyReLU 0.2). `disc_type="conv"`: conv features
-    phi(x), globally averaged, scored as w . phi(x) + embed(y) . phi(x) (projection conditioning,
-    Miyato & Koyama 2018).
+    `disc_type="mlp"`: the authors' MLP over the flattened image (widths `disc_hidden`, dropout
+    `disc_dropout`, LeakyReLU 0.2) with features phi(x) from its last hidden layer; `disc_type="conv"`:
+    conv features phi(x), globally averaged. Both score w . phi(x) + embed(y) . phi(x) (projection
+    conditioning, Miyato & Koyama 2018), or, for the MLP with `disc_conditioning="concat"`, the
+    authors' way: a label embedding concatenated to the flattened image, scored by a last linear layer.
 
     A `PreTrainedModel` sharing `CGNConfig` (not a bare `nn.Module`) so a GAN checkpoint saves and
     resumes both networks the same way (`save_pretrained` / `from_pretrained`, safetensors, one
@@ -253,8 +254,11 @@ class CGNDiscriminator(CGNPreTrainedModel):
         super().__init__(config)
         if config.disc_type == "mlp":
             hidden, p = config.disc_hidden, config.disc_dropout
-            self.label_embedding = nn.Embedding(config.num_classes, config.embedding_dim)
-            in_features = config.num_channels * config.image_size**2 + config.embedding_dim
+            concat = config.disc_conditioning == "concat"
+            self.label_embedding = nn.Embedding(
+                config.num_classes, config.embedding_dim if concat else hidden
+            )
+            in_features = config.num_channels * config.image_size**2 + (config.embedding_dim if concat else 0)
             self.model = nn.Sequential(
                 nn.Linear(in_features, hidden),
                 nn.LeakyReLU(0.2),
@@ -264,8 +268,8 @@ class CGNDiscriminator(CGNPreTrainedModel):
                 nn.Linear(hidden, hidden),
                 nn.Dropout(p),
                 nn.LeakyReLU(0.2),
-                nn.Linear(hidden, 1),
             )
+            self.head = nn.Linear(hidden, 1)
         else:
             ch = config.disc_channels
             layers, cin = [], config.num_channels
@@ -291,11 +295,10 @@ class CGNDiscriminator(CGNPreTrainedModel):
         labels = check_labels(cfg, labels=labels)["labels"].to(pixel_values.device)
         if len(labels) != len(pixel_values):
             raise ValueError(f"got {len(pixel_values)} images but {len(labels)} labels.")
-        if cfg.disc_type == "mlp":
-            return self.model(torch.cat([pixel_values.flatten(1), self.label_embedding(labels)], dim=-1))[
-                :, 0
-            ]
-        features = self.model(pixel_values)
+        if cfg.disc_type == "mlp" and cfg.disc_conditioning == "concat":
+            features = self.model(torch.cat([pixel_values.flatten(1), self.label_embedding(labels)], dim=-1))
+            return self.head(features)[:, 0]
+        features = self.model(pixel_values.flatten(1) if cfg.disc_type == "mlp" else pixel_values)
         return self.head(features)[:, 0] + (self.label_embedding(labels) * features).sum(dim=-1)
 
 

@@ -184,10 +184,12 @@ def test_bad_noise_raises():
 # --- discriminator -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("disc_type", ["mlp", "conv"])
-def test_discriminator_scores_are_per_image_and_class_conditioned(disc_type):
+@pytest.mark.parametrize(
+    "disc_type,conditioning", [("mlp", "projection"), ("mlp", "concat"), ("conv", "projection")]
+)
+def test_discriminator_scores_are_per_image_and_class_conditioned(disc_type, conditioning):
     torch.manual_seed(0)
-    disc = CGNDiscriminator(tiny_config(disc_type=disc_type)).eval()
+    disc = CGNDiscriminator(tiny_config(disc_type=disc_type, disc_conditioning=conditioning)).eval()
     x = torch.randn(3, 3, 8, 8)
     scores = disc(x, torch.tensor([0, 1, 2]))
     assert scores.shape == (3,)
@@ -216,6 +218,16 @@ def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogona
     assert gen.shape.linear.bias.abs().sum() == 0
 
 
+def test_mlp_projection_score_is_head_plus_label_embedding_dot_features():
+    """D(x, y) = w . phi(x) + b + embed(y) . phi(x), phi = the MLP's last hidden layer (Miyato & Koyama 2018)."""
+    torch.manual_seed(0)
+    disc = CGNDiscriminator(tiny_config()).eval()
+    x, y = torch.randn(3, 3, 8, 8), torch.tensor([0, 1, 3])
+    phi = disc.model(x.flatten(1))
+    expected = phi @ disc.head.weight[0] + disc.head.bias + (disc.label_embedding.weight[y] * phi).sum(-1)
+    assert torch.allclose(disc(x, y), expected, atol=1e-6)
+
+
 # --- config, save / load, Auto classes -----------------------------------------------------------
 
 
@@ -226,6 +238,8 @@ def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogona
         ({"disc_type": "foo"}, "disc_type must be 'mlp' or 'conv', got 'foo'"),
         ({"mask_clamp": (0.5, 0.1)}, "mask_clamp must be"),
         ({"disc_dropout": 1.0}, r"disc_dropout must be in \[0, 1\)"),
+        ({"disc_conditioning": "film"}, "disc_conditioning must be 'projection' or 'concat', got 'film'"),
+        ({"disc_type": "conv", "disc_conditioning": "concat"}, "conv discriminator supports only"),
     ],
 )
 def test_config_validation_errors(kwargs, message):
