@@ -78,7 +78,7 @@ def test_train_cli_runs_a_recipe_end_to_end(tmp_path, recipe):
     if variant == "plain":
         assert "pat_i" in metrics
     assert (out / "model.safetensors").exists() and (out / "recipe.yaml").exists()
-    assert load_recipe(str(out / "recipe.yaml"))[2].zoom_crop == 0.5
+    assert load_recipe(str(out / "recipe.yaml"))[2].zoom_crop == 0.25
 
     # the saved model evaluates through the CLI (with PAT-I) on a saved dataset
     from hf_counterfactual.training.pat_trainer import load_pat_data
