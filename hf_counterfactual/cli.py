@@ -241,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")
     p.add_argument("--json", help="Write results here instead of stdout.")
     p.add_argument(
-        "--zoom-crop", type=float, help="pat: zoom-crop probability for every variant (default 0.25; 0 = off)."
+        "--zoom-crop",
+        type=float,
+        help="pat: zoom-crop probability for every variant (default 0.25; 0 = off).",
     )
     p.add_argument(
         "--ensemble", action="store_true", help="cgn: train the three-head invariant ensemble classifiers."

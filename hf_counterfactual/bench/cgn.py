@@ -32,18 +32,20 @@ logger = logging.getLogger(__name__)
 
 SCALES = {
     "smoke": {"num_train": 64, "num_test": 40, "cgn_steps": 4, "cgn_batch": 16, "per_image": 1,
-              "classifier_epochs": 1, "ngf": 8, "disc_hidden": 32, "disc_channels": 8},  # tests: the code path
+              "classifier_epochs": 1, "ngf": 8, "disc_hidden": 32},  # tests: the code path
     "quickstart": {"num_train": 2000, "num_test": 1000, "cgn_steps": 300, "cgn_batch": 32, "per_image": 2,
-                   "classifier_epochs": 3, "ngf": 32, "disc_hidden": 512, "disc_channels": 64},
-    "quick": {"num_train": 5000, "num_test": 2000, "cgn_steps": 800, "cgn_batch": 32, "per_image": 2,
-              "classifier_epochs": 4, "ngf": 32, "disc_hidden": 512, "disc_channels": 64},
+                   "classifier_epochs": 3, "ngf": 16, "disc_hidden": 512},
+    "quick": {"num_train": 5000, "num_test": 2000, "cgn_steps": 400, "cgn_batch": 32, "per_image": 2,
+              "classifier_epochs": 3, "ngf": 16, "disc_hidden": 512},
     "full": {"num_train": 60000, "num_test": 10000, "cgn_steps": 56250, "cgn_batch": 16, "per_image": 10,
-             "classifier_epochs": 10, "ngf": 32, "disc_hidden": 512, "disc_channels": 64},
+             "classifier_epochs": 10, "ngf": 32, "disc_hidden": 512},
 }  # fmt: skip
-DISC_TYPE = {"colored": "mlp", "double_colored": "mlp", "wildlife": "conv"}
 # the centred-object prior L_border (not in the paper): without it several classes learn their mask
 # inside out (the background mechanism paints the item), which scrambles counterfactual shapes
 LAMBDA_BORDER = 1.0
+# the authors' colored-MNIST weight of L_binary (CgnTrainConfig defaults to 1); on double_colored it
+# lifts the oracle's shape accuracy on the counterfactuals 0.20 -> 0.28 (800 steps), neutral elsewhere
+LAMBDA_BINARY = 0.1
 TARGET_CGN_VS_ORACLE = 0.90
 
 
@@ -80,10 +82,9 @@ def run_cgn_variant(
         variant=variant,
         num_train=sc["num_train"],
         ngf=sc["ngf"],
-        disc_type=DISC_TYPE[variant],
         disc_hidden=sc["disc_hidden"],
-        disc_channels=sc["disc_channels"],
         lambda_border=LAMBDA_BORDER,
+        lambda_binary=LAMBDA_BINARY,
     )
     cgn_train_cfg = TrainingConfig(
         output_dir=os.path.join(out, "cgn"),
@@ -170,8 +171,9 @@ def run_cgn_benchmark(
         "torch_threads": torch.get_num_threads(),
         "settings": {
             **SCALES[scale],
-            "disc_type": DISC_TYPE,
+            "discriminator": "mlp, projection conditioning",
             "lambda_border": LAMBDA_BORDER,
+            "lambda_binary": LAMBDA_BINARY,
             "classifier": TINY_RESNET,
             "ensemble": ensemble,
         },
