@@ -116,9 +116,8 @@ def run_cgn_variant(
         ("oracle", invariant_training_set(oracle["train"], None, "original", ensemble)),
     ):
         eval_data = {"train": biased["train"], **test} if name == "original" else test
-        if (
-            name == "oracle"
-        ):  # do the counterfactuals show their shape class? (scored against `label` = shape)
+        # do the counterfactuals show their shape class? (the oracle scores them against `label` = shape)
+        if name == "oracle":
             eval_data = {**test, "counterfactual": counterfactuals}
         cfg = _classifier_config(
             os.path.join(out, f"classifier_{name}"), seed, sc["classifier_epochs"], show_progress

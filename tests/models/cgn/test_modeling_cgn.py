@@ -203,7 +203,7 @@ def test_discriminator_scores_are_per_image_and_class_conditioned(disc_type, con
 @pytest.mark.parametrize("disc_type", ["mlp", "conv"])
 def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogonal_gain_0_1(disc_type):
     """D: PyTorch's kaiming-uniform default (|w| <= 1 / sqrt(fan_in), non-zero biases), as the authors' DiscLin;
-    G: orthogonal with gain 0.1 (so W W^T = 0.01 I for a wide-enough layer) and zero biases."""
+    G: orthogonal with gain 0.1 (W^T W = 0.01 I for a layer with more outputs than inputs) and zero biases."""
     torch.manual_seed(0)
     config = tiny_config(disc_type=disc_type)
     disc, gen = CGNDiscriminator(config), CounterfactualGenerativeNetwork(config)
