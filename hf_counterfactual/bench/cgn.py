@@ -170,7 +170,7 @@ def run_cgn_benchmark(
         "torch_threads": torch.get_num_threads(),
         "settings": {
             **SCALES[scale],
-            "discriminator": "mlp, projection conditioning",
+            "discriminator": f"{CgnTrainConfig.disc_type}, {CgnTrainConfig.disc_conditioning} conditioning",
             "lambda_border": LAMBDA_BORDER,
             "lambda_binary": LAMBDA_BINARY,
             "classifier": TINY_RESNET,

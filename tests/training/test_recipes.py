@@ -124,6 +124,5 @@ def test_pat_run_counts_undecodable_training_images_also_with_zoom_crop(tmp_path
                        with_indices=True, features=train.features)  # fmt: skip
     data["train"] = broken
     results = run_pat(train_cfg, cfg, data, pairs)
-    assert (
-        results["skipped_samples"] == 3
-    )  # one epoch: each broken row once, skipped by the training collator
+    # one epoch: each broken row once, skipped by the training collator
+    assert results["skipped_samples"] == 3
