@@ -50,6 +50,9 @@ class CgnTrainConfig:
     )
     disc_hidden: int = field(default=512, metadata={"help": "Width of the MLP discriminator."})
     disc_dropout: float = field(default=0.4, metadata={"help": "Dropout of the MLP discriminator."})
+    disc_spectral_norm: bool = field(
+        default=True, metadata={"help": "Spectral normalisation of the MLP discriminator's linear layers."}
+    )
     disc_channels: int = field(default=64, metadata={"help": "Base channels of the conv discriminator."})
     lambda_adv: float = field(default=1.0, metadata={"help": "Weight of the generator's LSGAN loss."})
     lambda_binary: float = field(default=1.0, metadata={"help": "Weight of L_binary (mask entropy)."})
@@ -73,7 +76,21 @@ class CgnTrainConfig:
             "help": "Weight of the Gram (style) loss of fakes vs the real batch on RandomConvFeatures (0 = off)."
         },
     )
+    lambda_mode_seeking: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the mode-seeking loss (MSGAN) on the masks of same-class fake pairs: "
+            "against one shape per class (0 = off)."
+        },
+    )
     style_seed: int = field(default=0, metadata={"help": "Seed of the random conv feature network."})
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Keep an exponential moving average of the generator's weights with this decay per step "
+            "and save it as the trained generator (0 = off, save the last weights)."
+        },
+    )
     eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
 
@@ -86,7 +103,16 @@ class CgnTrainConfig:
             raise ValueError(f"border_width must be in [1, {self.image_size // 2}), got {self.border_width}.")
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
-        weights = ("lambda_adv", "lambda_binary", "lambda_mask", "lambda_style", "lambda_border")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+        weights = (
+            "lambda_adv",
+            "lambda_binary",
+            "lambda_mask",
+            "lambda_style",
+            "lambda_border",
+            "lambda_mode_seeking",
+        )
         negative = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
         if negative:
             raise ValueError(f"loss weights must be >= 0, got {negative}.")

@@ -19,10 +19,12 @@ The generator is conditioned with shape = texture = background = the real label 
 the discriminator scores (real image, label) and (fake image, same label) pairs. Forward goes through
 the wrapper (not its parts), so DDP sees one forward per step.
 
-The run saves the generator to `output_dir` (`CounterfactualGenerativeNetwork.from_pretrained`), the
-discriminator to `output_dir/discriminator` and writes metrics.json.
+The run saves the generator to `output_dir` (`CounterfactualGenerativeNetwork.from_pretrained`; with
+`ema_decay` > 0 the moving average of its weights), the discriminator to `output_dir/discriminator`
+and writes metrics.json.
 """
 
+import copy
 import logging
 import os
 import time
@@ -51,6 +53,7 @@ from ..models.cgn import (
     mask_binary_entropy,
     mask_border_loss,
     mask_size_loss,
+    mode_seeking_loss,
     style_loss,
 )
 from .cgn_config import CgnTrainConfig
@@ -93,6 +96,7 @@ class CGNGANOutput(ModelOutput):
     mask_loss: torch.FloatTensor | None = None
     style_loss: torch.FloatTensor | None = None
     border_loss: torch.FloatTensor | None = None
+    mode_seeking_loss: torch.FloatTensor | None = None
     mask_mean: torch.FloatTensor | None = None
 
 
@@ -111,21 +115,41 @@ class CGNGAN(nn.Module):
         style_seed: int = 0,
         lambda_border: float = 0.0,
         border_width: int = 2,
+        ema_decay: float = 0.0,
+        lambda_mode_seeking: float = 0.0,
     ):
         super().__init__()
         self.generator = generator
+        # the moving average of G's weights: updated at each training forward, never optimised
+        self.ema_decay = ema_decay
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay > 0 else None
         self.discriminator = discriminator
         self.lambda_adv, self.lambda_binary, self.lambda_mask = lambda_adv, lambda_binary, lambda_mask
         self.random_fake_labels = random_fake_labels
         self.lambda_style = lambda_style
         self.style_features = RandomConvFeatures(seed=style_seed) if lambda_style > 0 else None
         self.lambda_border, self.border_width = lambda_border, border_width
+        self.lambda_mode_seeking = lambda_mode_seeking
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * G for weights; BatchNorm statistics are copied from G."""
+        for ema, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(current, 1 - self.ema_decay)
+        for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(current)
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> CGNGANOutput:
+        if self.training and self.generator_ema is not None:
+            self.update_ema()  # folds in the weights of the last optimizer step
         real_labels = labels
         if self.random_fake_labels:  # the authors' y_gen: fakes of uniformly drawn classes
             labels = torch.randint(0, self.generator.config.num_classes, labels.shape, device=labels.device)
-        fake = self.generator(labels, labels, labels)
+        half = len(labels) // 2
+        if self.lambda_mode_seeking > 0:  # pairs: fake i and fake half + i share their class
+            labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
+        noise = torch.randn(len(labels), self.generator.config.latent_dim, device=labels.device)
+        fake = self.generator(labels, labels, labels, noise=noise)
         # D with detached weights: L_G's gradient reaches the fake images (and so G), not D
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         fake_scores = functional_call(self.discriminator, frozen, (fake.images, labels))
@@ -134,6 +158,13 @@ class CGNGAN(nn.Module):
         size = mask_size_loss(fake.mask)
         generator_loss = self.lambda_adv * adversarial + self.lambda_binary * binary + self.lambda_mask * size
         border = mask_border_loss(fake.mask, self.border_width)
+        mode_seeking = torch.zeros((), device=size.device)
+        if self.lambda_mode_seeking > 0 and half:  # on the masks: each class's shapes should vary
+            pair_a, pair_b = slice(0, half), slice(half, 2 * half)
+            mode_seeking = mode_seeking_loss(
+                fake.mask[pair_a], fake.mask[pair_b], noise[pair_a], noise[pair_b]
+            )
+            generator_loss = generator_loss + self.lambda_mode_seeking * mode_seeking
         if self.lambda_border > 0:
             generator_loss = generator_loss + self.lambda_border * border
         style = torch.zeros((), device=size.device)
@@ -154,6 +185,7 @@ class CGNGAN(nn.Module):
             mask_loss=size.detach(),
             style_loss=style.detach(),
             border_loss=border.detach(),
+            mode_seeking_loss=mode_seeking.detach(),
             mask_mean=fake.mask.detach().mean(),
         )
 
@@ -169,6 +201,7 @@ class CgnStep:
         "mask_loss",
         "style_loss",
         "border_loss",
+        "mode_seeking_loss",
         "mask_mean",
     )
 
@@ -286,6 +319,7 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         disc_conditioning=cfg.disc_conditioning,
         disc_hidden=cfg.disc_hidden,
         disc_dropout=cfg.disc_dropout,
+        disc_spectral_norm=cfg.disc_spectral_norm,
         disc_channels=cfg.disc_channels,
     )
     set_seed(train_cfg.seed)  # the same initial weights in every run and process
@@ -300,6 +334,8 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         cfg.style_seed,
         cfg.lambda_border,
         cfg.border_width,
+        cfg.ema_decay,
+        cfg.lambda_mode_seeking,
     )
     step = CgnStep()
     start = time.perf_counter()
@@ -314,13 +350,17 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         },
         "final_losses": step.final_losses(),
     }
+    generator = gan.generator
+    if gan.generator_ema is not None:
+        gan.update_ema()  # the last optimizer step
+        generator = gan.generator_ema
     if accelerator.is_main_process:
-        gan.generator.save_pretrained(train_cfg.output_dir)
+        generator.save_pretrained(train_cfg.output_dir)
         gan.discriminator.save_pretrained(os.path.join(train_cfg.output_dir, "discriminator"))
-        results.update(evaluate_generator(gan.generator, cfg.eval_samples, cfg.eval_seed))
+        results.update(evaluate_generator(generator, cfg.eval_samples, cfg.eval_seed))
         if "mask" in data["train"].column_names:
             results.update(
-                mask_iou_vs_data(gan.generator, data["train"].select(range(min(2000, len(data["train"])))))
+                mask_iou_vs_data(generator, data["train"].select(range(min(2000, len(data["train"])))))
             )
         logger.info("CGN: %s", results)
         save_metrics_and_card(

@@ -1,5 +1,6 @@
 """Training the MNIST-scale CGN (arXiv 2101.06046, sec. 3, app. A) as a conditional GAN on the shared loop."""
 
+import copy
 import json
 import os
 
@@ -8,7 +9,12 @@ import PIL.Image
 import pytest
 import torch
 
-from hf_counterfactual.models.cgn import CGNConfig, CGNDiscriminator, CounterfactualGenerativeNetwork
+from hf_counterfactual.models.cgn import (
+    CGNConfig,
+    CGNDiscriminator,
+    CounterfactualGenerativeNetwork,
+    mode_seeking_loss,
+)
 from hf_counterfactual.training import TrainingConfig
 from hf_counterfactual.training.cgn_config import CgnTrainConfig
 from hf_counterfactual.training.cgn_trainer import CGNGAN, CgnCollator, CgnStep, class_mask_iou, run_cgn
@@ -34,6 +40,8 @@ def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
 def test_each_loss_reaches_only_its_own_player(disc_type):
     gan = _tiny_gan(disc_type)
     batch = {"pixel_values": torch.rand(4, 3, 8, 8) * 2 - 1, "labels": torch.tensor([0, 1, 2, 3])}
+    # spectral norm's power iteration advances D's buffers at every training forward: start each pass alike
+    start = copy.deepcopy(gan.discriminator.state_dict())
 
     torch.manual_seed(1)
     gan(**batch).generator_loss.backward()
@@ -41,6 +49,7 @@ def test_each_loss_reaches_only_its_own_player(disc_type):
     assert any(g is not None and g.abs().sum() > 0 for g in _grads(gan.generator))
 
     gan.zero_grad(set_to_none=True)
+    gan.discriminator.load_state_dict(start)
     torch.manual_seed(1)
     gan(**batch).discriminator_loss.backward()
     assert all(g is None for g in _grads(gan.generator))
@@ -49,10 +58,63 @@ def test_each_loss_reaches_only_its_own_player(disc_type):
 
     # the summed loss the loop backpropagates gives D exactly L_D's gradient
     gan.zero_grad(set_to_none=True)
+    gan.discriminator.load_state_dict(start)
     torch.manual_seed(1)
     gan(**batch).loss.backward()
     for g, expected in zip(_grads(gan.discriminator), d_only, strict=True):
         torch.testing.assert_close(g, expected)
+
+
+def test_ema_generator_is_the_moving_average_of_the_weights_and_gets_no_gradient():
+    """At each training forward ema <- d * ema + (1 - d) * G (the last step's weights); BN stats copied."""
+    torch.manual_seed(0)
+    config = CGNConfig(image_size=8, ngf=4, latent_dim=8, disc_hidden=16)
+    gan = CGNGAN(CounterfactualGenerativeNetwork(config), CGNDiscriminator(config), ema_decay=0.75).train()
+    assert all(
+        torch.equal(e, g)
+        for e, g in zip(gan.generator_ema.parameters(), gan.generator.parameters(), strict=True)
+    )
+    with torch.no_grad():
+        for p in gan.generator.parameters():
+            p.add_(1.0)
+        gan.generator.shape.blocks[2].running_mean.fill_(3.0)
+    before = [e.clone() for e in gan.generator_ema.parameters()]
+    batch = {"pixel_values": torch.rand(4, 3, 8, 8) * 2 - 1, "labels": torch.tensor([0, 1, 2, 3])}
+    gan(**batch).loss.backward()
+    for old, ema, g in zip(before, gan.generator_ema.parameters(), gan.generator.parameters(), strict=True):
+        torch.testing.assert_close(ema, 0.75 * old + 0.25 * g)
+        assert ema.grad is None and not ema.requires_grad
+    assert torch.all(gan.generator_ema.shape.blocks[2].running_mean == 3.0)
+    gan.eval()(**batch)  # evaluation forwards leave the average alone
+    torch.testing.assert_close(
+        next(gan.generator_ema.parameters()), 0.75 * before[0] + 0.25 * next(gan.generator.parameters())
+    )
+    assert CGNGAN(gan.generator, gan.discriminator).generator_ema is None  # ema_decay 0: off
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\), got 1.0"):
+        CgnTrainConfig(ema_decay=1.0)
+
+
+def test_mode_seeking_pairs_share_a_class_and_add_the_weighted_loss():
+    """With lambda_mode_seeking, fake i and fake B/2 + i get one class and different noise, and L_G adds
+    lambda * mode_seeking_loss of their masks."""
+    gan = _tiny_gan()
+    gan.lambda_mode_seeking = 2.0
+    calls = []
+    forward = gan.generator.forward
+    gan.generator.forward = lambda *args, **kwargs: calls.append((args, kwargs)) or forward(*args, **kwargs)
+    out = gan(pixel_values=torch.rand(5, 3, 8, 8) * 2 - 1, labels=torch.tensor([0, 1, 2, 3, 4]))
+    (shape, texture, background), kwargs = calls[0]
+    assert (
+        torch.equal(shape[:2], shape[2:4]) and torch.equal(shape, texture) and torch.equal(shape, background)
+    )
+    noise = kwargs["noise"]
+    assert not torch.equal(noise[:2], noise[2:4])
+    masks = gan.generator(shape, texture, background, noise=noise).mask
+    torch.testing.assert_close(
+        out.mode_seeking_loss, mode_seeking_loss(masks[:2], masks[2:4], noise[:2], noise[2:4])
+    )
+    expected = out.adversarial_loss + out.binary_loss + out.mask_loss + 2.0 * out.mode_seeking_loss
+    torch.testing.assert_close(out.generator_loss.detach(), expected)
 
 
 def test_loss_is_the_weighted_sum_of_the_terms():
@@ -103,6 +165,8 @@ def test_config_errors():
         CgnTrainConfig(lambda_binary=-1.0)
     with pytest.raises(ValueError, match="lambda_border"):
         CgnTrainConfig(lambda_border=-1.0)
+    with pytest.raises(ValueError, match="lambda_mode_seeking"):
+        CgnTrainConfig(lambda_mode_seeking=-0.1)
     with pytest.raises(ValueError, match="border_width"):
         CgnTrainConfig(border_width=16)  # image_size 32: the frame would cover everything
 
@@ -114,6 +178,7 @@ def test_recipe_parses_with_overrides():
     # the paper's optimiser: Adam 2e-4, betas (0.5, 0.999), batch 16, no schedule
     assert (train_cfg.learning_rate, train_cfg.adam_beta1, train_cfg.adam_beta2) == (2e-4, 0.5, 0.999)
     assert (train_cfg.batch_size, train_cfg.lr_scheduler) == (16, "constant")
+    assert cfg.disc_spectral_norm and cfg.lambda_mode_seeking == 0.02
 
 
 def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
@@ -128,7 +193,7 @@ def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
         warmup_ratio=0.0,
         disable_progress_bar=True,
     )
-    cfg = CgnTrainConfig(item_source="digits", num_train=24, eval_samples=16, **TINY)
+    cfg = CgnTrainConfig(item_source="digits", num_train=24, eval_samples=16, ema_decay=0.9, **TINY)
     metrics = run_cgn(train_cfg, cfg)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert 0 <= metrics["mask_iou"] <= 1 and set(metrics["mask_iou_per_class"]) <= {str(c) for c in range(10)}

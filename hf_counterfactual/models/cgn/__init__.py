@@ -18,6 +18,7 @@ from .losses import (
     mask_binary_entropy,
     mask_border_loss,
     mask_size_loss,
+    mode_seeking_loss,
     style_loss,
 )
 from .modeling_cgn import (
@@ -53,6 +54,7 @@ __all__ = [
     "mask_binary_entropy",
     "mask_border_loss",
     "mask_size_loss",
+    "mode_seeking_loss",
     "save_counterfactual_grid",
     "save_image_grid",
     "shuffle_texture",

@@ -38,6 +38,10 @@ class CGNConfig(PreTrainedConfig):
             benchmarks/README.md). The conv discriminator always uses projection.
         disc_hidden (`int`, *optional*, defaults to 512): width of the MLP discriminator.
         disc_dropout (`float`, *optional*, defaults to 0.4): dropout of the MLP discriminator.
+        disc_spectral_norm (`bool`, *optional*, defaults to `True`):
+            Spectral normalisation (Miyato et al. 2018) of the MLP discriminator's linear layers. It
+            bounds D's scores, which keeps the unbounded LSGAN from diverging and makes shapes learn
+            faster (see benchmarks/README.md). The conv discriminator keeps BatchNorm instead.
         disc_channels (`int`, *optional*, defaults to 64): base channels of the conv discriminator.
     """
 
@@ -55,6 +59,7 @@ class CGNConfig(PreTrainedConfig):
     disc_conditioning: str = "projection"
     disc_hidden: int = 512
     disc_dropout: float = 0.4
+    disc_spectral_norm: bool = True
     disc_channels: int = 64
 
     def validate_cgn(self):

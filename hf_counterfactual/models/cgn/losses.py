@@ -52,6 +52,19 @@ def mask_border_loss(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
     return (mask * frame).sum(dim=(-2, -1)).mean() / frame.sum()
 
 
+def mode_seeking_loss(
+    outputs_a: torch.Tensor,
+    outputs_b: torch.Tensor,
+    noise_a: torch.Tensor,
+    noise_b: torch.Tensor,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """L_ms (MSGAN, Mao et al. 2019): 1 / (mean|G(a) - G(b)| / mean|u_a - u_b| + eps) for pairs of samples
+    with the same class and different noise; minimising it spreads each class's outputs (not in the paper)."""
+    ratio = (outputs_a - outputs_b).abs().mean() / (noise_a - noise_b).abs().mean()
+    return 1 / (ratio + eps)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) feature maps -> (B, C, C) Gram matrices F F^T / (C H W)."""
     if features.ndim != 4:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -230,7 +231,8 @@ class CGNDiscriminator(CGNPreTrainedModel):
     """Conditional discriminator D(x, y) -> (B,) real/fake scores (no sigmoid: LSGAN targets 1 / 0).
 
     `disc_type="mlp"`: the authors' MLP over the flattened image (widths `disc_hidden`, dropout
-    `disc_dropout`, LeakyReLU 0.2) with features phi(x) from its last hidden layer; `disc_type="conv"`:
+    `disc_dropout`, LeakyReLU 0.2, spectrally normalised linears with `disc_spectral_norm`) with
+    features phi(x) from its last hidden layer; `disc_type="conv"`:
     conv features phi(x), globally averaged. Both score w . phi(x) + embed(y) . phi(x) (projection
     conditioning, Miyato & Koyama 2018), or, for the MLP with `disc_conditioning="concat"`, the
     authors' way: a label embedding concatenated to the flattened image, scored by a last linear layer.
@@ -251,17 +253,18 @@ class CGNDiscriminator(CGNPreTrainedModel):
                 config.num_classes, config.embedding_dim if concat else hidden
             )
             in_features = config.num_channels * config.image_size**2 + (config.embedding_dim if concat else 0)
+            norm = spectral_norm if config.disc_spectral_norm else lambda layer: layer
             self.model = nn.Sequential(
-                nn.Linear(in_features, hidden),
+                norm(nn.Linear(in_features, hidden)),
                 nn.LeakyReLU(0.2),
-                nn.Linear(hidden, hidden),
+                norm(nn.Linear(hidden, hidden)),
                 nn.Dropout(p),
                 nn.LeakyReLU(0.2),
-                nn.Linear(hidden, hidden),
+                norm(nn.Linear(hidden, hidden)),
                 nn.Dropout(p),
                 nn.LeakyReLU(0.2),
             )
-            self.head = nn.Linear(hidden, 1)
+            self.head = norm(nn.Linear(hidden, 1))
         else:
             ch = config.disc_channels
             layers, cin = [], config.num_channels

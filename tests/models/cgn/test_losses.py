@@ -12,6 +12,7 @@ from hf_counterfactual.models.cgn import (
     mask_binary_entropy,
     mask_border_loss,
     mask_size_loss,
+    mode_seeking_loss,
     style_loss,
 )
 
@@ -54,6 +55,14 @@ def test_mask_border_loss_is_the_mean_of_the_frame():
     assert mask_border_loss(inverted, width=2).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="border width"):
         mask_border_loss(mask, width=3)
+
+
+def test_mode_seeking_loss_is_inverse_output_over_noise_distance():
+    a, b = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)  # mean |a - b| = 1
+    za, zb = torch.zeros(2, 4), torch.full((2, 4), 4.0)  # mean |za - zb| = 4
+    assert mode_seeking_loss(a, b, za, zb).item() == pytest.approx(1 / (1 / 4 + 1e-5))
+    b[0] = 0  # half the pairs identical: output distance 0.5
+    assert mode_seeking_loss(a, b, za, zb, eps=0.0).item() == pytest.approx(8.0)
 
 
 def test_gram_matrix_normalised_by_chw():

@@ -205,7 +205,7 @@ def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogona
     """D: PyTorch's kaiming-uniform default (|w| <= 1 / sqrt(fan_in), non-zero biases), as the authors' DiscLin;
     G: orthogonal with gain 0.1 (W^T W = 0.01 I for a layer with more outputs than inputs) and zero biases."""
     torch.manual_seed(0)
-    config = tiny_config(disc_type=disc_type)
+    config = tiny_config(disc_type=disc_type, disc_spectral_norm=False)
     disc, gen = CGNDiscriminator(config), CounterfactualGenerativeNetwork(config)
     first = next(m for m in disc.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d))
     fan_in = first.weight[0].numel()
@@ -216,6 +216,39 @@ def test_discriminator_keeps_pytorch_default_init_while_generator_gets_orthogona
     w = gen.shape.linear.weight  # (out, in) with out > in: orthonormal columns times 0.1
     assert torch.allclose(w.T @ w, 0.01 * torch.eye(w.shape[1]), atol=1e-5)
     assert gen.shape.linear.bias.abs().sum() == 0
+
+
+def test_spectral_norm_bounds_each_mlp_layer_to_unit_largest_singular_value():
+    """With disc_spectral_norm each linear's effective weight is W / sigma(W), sigma by power iteration:
+    after a few training forwards the layer uses raw / sigma(raw), whose largest singular value is 1."""
+    torch.manual_seed(0)
+    disc = CGNDiscriminator(tiny_config()).train()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    for _ in range(30):  # each training forward runs one power-iteration step
+        disc(x, y)
+    disc.eval()
+    linears = [m for m in (*disc.model, disc.head) if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4
+    for layer in linears:
+        assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=1e-3)
+        raw = layer.parametrizations.weight.original  # the trained parameter; D uses it divided by sigma
+        torch.testing.assert_close(
+            layer.weight, raw / torch.linalg.matrix_norm(raw, ord=2), atol=1e-3, rtol=0
+        )
+    plain = CGNDiscriminator(tiny_config(disc_spectral_norm=False))
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+
+
+def test_spectral_norm_discriminator_round_trip(tmp_path):
+    torch.manual_seed(0)
+    disc = CGNDiscriminator(tiny_config()).train()
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    disc(x, y)  # move the power-iteration vectors off their initial values
+    disc.eval().save_pretrained(tmp_path / "disc")
+    loaded = CGNDiscriminator.from_pretrained(tmp_path / "disc").eval()
+    assert loaded.config.disc_spectral_norm
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in disc.state_dict().items())
+    torch.testing.assert_close(loaded(x, y), disc(x, y))
 
 
 def test_mlp_projection_score_is_head_plus_label_embedding_dot_features():
