@@ -4,9 +4,10 @@ The loop has one optimizer over `model.parameters()`; a GAN has two players. `CG
 generator and the discriminator in one module whose forward returns L_G + L_D, built so that each loss
 reaches only its own player:
 
-- L_G = lambda_adv * LSGAN(D(G(u, y), y) -> 1) + lambda_binary * L_binary + lambda_mask * L_mask, with D
-  called through `torch.func.functional_call` on *detached* copies of its parameters: the gradient
-  flows through D's input into G, never into D's weights.
+- L_G = lambda_adv * LSGAN(D(G(u, y), y) -> 1) + lambda_binary * L_binary + lambda_mask * L_mask (+ the
+  weighted border, style and mode-seeking terms when on), with D called through
+  `torch.func.functional_call` on *detached* copies of its parameters: the gradient flows through D's
+  input into G, never into D's weights.
 - L_D = LSGAN(D(x, y) -> 1, D(G(u, y).detach(), y) -> 0): the detached fake keeps it out of G.
 
 So one backward gives every parameter exactly the gradient of its own player's loss, and one Adam
@@ -148,7 +149,9 @@ class CGNGAN(nn.Module):
         half = len(labels) // 2
         if self.lambda_mode_seeking > 0:  # pairs: fake i and fake half + i share their class
             labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
-        noise = torch.randn(len(labels), self.generator.config.latent_dim, device=labels.device)
+        noise = torch.randn(
+            len(labels), self.generator.config.latent_dim, device=labels.device, dtype=self.generator.dtype
+        )
         fake = self.generator(labels, labels, labels, noise=noise)
         # D with detached weights: L_G's gradient reaches the fake images (and so G), not D
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
