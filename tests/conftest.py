@@ -7,6 +7,9 @@ import pytest
 from accelerate.state import AcceleratorState, GradientState
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests compare against CPU hand computations and start gloo process groups: on a GPU machine they
+# stay on the CPU too (the GPU paths run in benchmarks/gpu)
+os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
 
 @pytest.fixture(autouse=True)

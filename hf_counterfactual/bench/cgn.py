@@ -14,6 +14,7 @@ import os
 import time
 
 import torch
+from datasets import DatasetDict
 
 from ..data import load_item_source
 from ..data.cgn_variants import CGN_VARIANTS, CgnVariantConfig, build_cgn_variant
@@ -65,6 +66,88 @@ def _classifier_config(output_dir: str, seed: int, epochs: int, show_progress: b
     )
 
 
+def cgn_configs(
+    variant: str, sc: dict, seed: int, output_dir: str, show_progress: bool = True
+) -> tuple[CgnTrainConfig, TrainingConfig]:
+    """The bench's CGN recipe at scale `sc` (a SCALES entry, optionally with `cgn_lr`): what to train, how."""
+    cgn_cfg = CgnTrainConfig(
+        variant=variant,
+        num_train=sc["num_train"],
+        ngf=sc["ngf"],
+        disc_hidden=sc["disc_hidden"],
+        lambda_border=LAMBDA_BORDER,
+        lambda_binary=LAMBDA_BINARY,
+        lambda_mode_seeking=LAMBDA_MODE_SEEKING,
+    )
+    train_cfg = TrainingConfig(
+        output_dir=output_dir,
+        seed=seed,
+        max_steps=sc["cgn_steps"],
+        batch_size=sc["cgn_batch"],
+        learning_rate=sc.get("cgn_lr", 2e-4 * sc["cgn_batch"] / 16),
+        adam_beta1=0.5,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        logging_steps=50,
+        disable_progress_bar=not show_progress,
+    )
+    return cgn_cfg, train_cfg
+
+
+def score_generator(
+    generator: CounterfactualGenerativeNetwork,
+    biased: DatasetDict,
+    oracle: DatasetDict,
+    sc: dict,
+    output_dir: str,
+    seed: int = 0,
+    show_progress: bool = True,
+    ensemble: bool = False,
+    which: tuple[str, ...] = ("original", "cgn", "both", "oracle"),
+) -> dict:
+    """Counterfactuals of `biased`'s train labels, then the classifiers named in `which`, on one test split.
+
+    Returns `acc_<name>_test` for each (plus `acc_original_train`, `oracle_shape_acc_counterfactual`),
+    `cgn_vs_oracle` / `both_vs_oracle` when their parts ran, and the generation speed.
+    """
+    start = time.perf_counter()
+    counterfactuals = generate_counterfactual_dataset(
+        generator, biased["train"]["label"], per_image=sc["per_image"], seed=seed
+    )
+    dataset_seconds = time.perf_counter() - start
+    test = {"test": biased["test"]}
+    training_sets = {
+        "original": lambda: invariant_training_set(biased["train"], None, "original", ensemble),
+        "cgn": lambda: invariant_training_set(biased["train"], counterfactuals, "counterfactual", ensemble),
+        "both": lambda: invariant_training_set(biased["train"], counterfactuals, "both", ensemble),
+        "oracle": lambda: invariant_training_set(oracle["train"], None, "original", ensemble),
+    }
+    accuracies = {}
+    for name in which:
+        eval_data = {"train": biased["train"], **test} if name == "original" else test
+        # do the counterfactuals show their shape class? (the oracle scores them against `label` = shape)
+        if name == "oracle":
+            eval_data = {**test, "counterfactual": counterfactuals}
+        cfg = _classifier_config(
+            os.path.join(output_dir, f"classifier_{name}"), seed, sc["classifier_epochs"], show_progress
+        )
+        _, metrics = train_invariant_classifier(
+            cfg, training_sets[name](), eval_data, TINY_RESNET, biased["train"][0]["image"].size[0], ensemble
+        )
+        for split in eval_data:
+            key = "oracle_shape_acc_counterfactual" if split == "counterfactual" else f"acc_{name}_{split}"
+            accuracies[key] = metrics[f"{split}_accuracy"]
+        logger.info("CGN bench, %s classifier: %s", name, metrics)
+    for name in ("cgn", "both"):
+        if f"acc_{name}_test" in accuracies and "acc_oracle_test" in accuracies:
+            accuracies[f"{name}_vs_oracle"] = accuracies[f"acc_{name}_test"] / accuracies["acc_oracle_test"]
+    return {
+        **accuracies,
+        "dataset_images_per_second": len(counterfactuals) / dataset_seconds,
+        "counterfactual_images": len(counterfactuals),
+    }
+
+
 def run_cgn_variant(
     variant: str,
     scale: str = "quick",
@@ -82,69 +165,19 @@ def run_cgn_variant(
     biased = build_cgn_variant(CgnVariantConfig(variant=variant, **sizes), items)
     oracle = build_cgn_variant(CgnVariantConfig(variant=variant, bias=False, **sizes), items)
 
-    cgn_cfg = CgnTrainConfig(
-        variant=variant,
-        num_train=sc["num_train"],
-        ngf=sc["ngf"],
-        disc_hidden=sc["disc_hidden"],
-        lambda_border=LAMBDA_BORDER,
-        lambda_binary=LAMBDA_BINARY,
-        lambda_mode_seeking=LAMBDA_MODE_SEEKING,
-    )
-    cgn_train_cfg = TrainingConfig(
-        output_dir=os.path.join(out, "cgn"),
-        seed=seed,
-        max_steps=sc["cgn_steps"],
-        batch_size=sc["cgn_batch"],
-        learning_rate=2e-4 * sc["cgn_batch"] / 16,
-        adam_beta1=0.5,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        logging_steps=50,
-        disable_progress_bar=not show_progress,
-    )
+    cgn_cfg, cgn_train_cfg = cgn_configs(variant, sc, seed, os.path.join(out, "cgn"), show_progress)
     cgn = run_cgn(cgn_train_cfg, cgn_cfg, biased)
-    generator = CounterfactualGenerativeNetwork.from_pretrained(cgn_train_cfg.output_dir)
-    start = time.perf_counter()
-    counterfactuals = generate_counterfactual_dataset(
-        generator, biased["train"]["label"], per_image=sc["per_image"], seed=seed
-    )
-    dataset_seconds = time.perf_counter() - start
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generator = CounterfactualGenerativeNetwork.from_pretrained(cgn_train_cfg.output_dir).to(device)
     save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png"), seed=seed)
-
-    test = {"test": biased["test"]}
-    accuracies = {}
-    for name, rows in (
-        ("original", invariant_training_set(biased["train"], None, "original", ensemble)),
-        ("cgn", invariant_training_set(biased["train"], counterfactuals, "counterfactual", ensemble)),
-        ("both", invariant_training_set(biased["train"], counterfactuals, "both", ensemble)),
-        ("oracle", invariant_training_set(oracle["train"], None, "original", ensemble)),
-    ):
-        eval_data = {"train": biased["train"], **test} if name == "original" else test
-        # do the counterfactuals show their shape class? (the oracle scores them against `label` = shape)
-        if name == "oracle":
-            eval_data = {**test, "counterfactual": counterfactuals}
-        cfg = _classifier_config(
-            os.path.join(out, f"classifier_{name}"), seed, sc["classifier_epochs"], show_progress
-        )
-        _, metrics = train_invariant_classifier(
-            cfg, rows, eval_data, TINY_RESNET, biased["train"][0]["image"].size[0], ensemble
-        )
-        for split in eval_data:
-            key = "oracle_shape_acc_counterfactual" if split == "counterfactual" else f"acc_{name}_{split}"
-            accuracies[key] = metrics[f"{split}_accuracy"]
-        logger.info("CGN bench %s, %s classifier: %s", variant, name, metrics)
+    scores = score_generator(generator, biased, oracle, sc, out, seed, show_progress, ensemble)
     return {
-        **accuracies,
-        "cgn_vs_oracle": accuracies["acc_cgn_test"] / accuracies["acc_oracle_test"],
-        "both_vs_oracle": accuracies["acc_both_test"] / accuracies["acc_oracle_test"],
+        **scores,
         "mask_mean": cgn["mask_mean"],
         "mask_binariness": cgn["mask_binariness"],
         "mask_iou": cgn.get("mask_iou"),
         "images_per_second": cgn["images_per_second"],
-        "dataset_images_per_second": len(counterfactuals) / dataset_seconds,
         "cgn_train_seconds": cgn["train_seconds"],
-        "counterfactual_images": len(counterfactuals),
     }
 
 
@@ -190,4 +223,4 @@ def run_cgn_benchmark(
     }
 
 
-__all__ = ["SCALES", "run_cgn_benchmark", "run_cgn_variant"]
+__all__ = ["SCALES", "cgn_configs", "run_cgn_benchmark", "run_cgn_variant", "score_generator"]

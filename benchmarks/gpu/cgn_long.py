@@ -1,0 +1,118 @@
+"""Long CGN training under a wall-clock budget (a GPU job), scored with the `bench cgn --quick` protocol.
+
+Reads top to bottom: build the quick benchmark's biased / oracle splits and a larger biased split for the
+CGN; time a short probe run; train for as many steps as the budget allows, with a checkpoint at each
+quarter; then score every checkpoint's generator with the quick bench's classifiers (the counterfactual
+classifier and the oracle), and the last one with all four. Writes one JSON per variant.
+
+    python benchmarks/gpu/cgn_long.py --variant colored --train-seconds 360 --json out.json
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from hf_counterfactual.bench.cgn import SCALES, cgn_configs, score_generator
+from hf_counterfactual.data import load_item_source
+from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
+from hf_counterfactual.models.cgn import CounterfactualGenerativeNetwork, save_counterfactual_grid
+from hf_counterfactual.training.cgn_trainer import run_cgn
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--variant", required=True)
+p.add_argument("--train-seconds", type=float, required=True, help="Budget for the CGN's training steps.")
+p.add_argument("--max-steps", type=int, default=56_250)
+p.add_argument("--cgn-num-train", type=int, default=20_000, help="Biased images the CGN trains on.")
+p.add_argument("--ngf", type=int, default=16)
+p.add_argument("--batch", type=int, default=32)
+p.add_argument("--lr", type=float, default=4e-4)
+p.add_argument("--checkpoints", type=int, default=4, help="Checkpoints scored along the run.")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--output-dir", default="outputs/gpu/cgn")
+p.add_argument("--json", required=True)
+args = p.parse_args()
+
+start = time.perf_counter()
+quick = SCALES["quick"]
+items = load_item_source("auto")
+sizes = {
+    "num_train": quick["num_train"],
+    "num_validation": 0,
+    "num_test": quick["num_test"],
+    "seed": args.seed,
+}
+biased = build_cgn_variant(CgnVariantConfig(variant=args.variant, **sizes), items)
+oracle = build_cgn_variant(CgnVariantConfig(variant=args.variant, bias=False, **sizes), items)
+cgn_data = build_cgn_variant(
+    CgnVariantConfig(
+        variant=args.variant, num_train=args.cgn_num_train, num_validation=0, num_test=0, seed=args.seed + 100
+    ),
+    items,
+)
+sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr}
+out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}")
+
+# probe: seconds per step on this machine, next to whatever else runs on it
+probe_steps = 100
+cgn_cfg, train_cfg = cgn_configs(
+    args.variant, {**sc, "cgn_steps": probe_steps}, args.seed, out + "_probe", False
+)
+probe = run_cgn(train_cfg, cgn_cfg, cgn_data)
+step_seconds = probe["train_seconds"] / probe_steps
+steps = min(args.max_steps, int(args.train_seconds / step_seconds))
+steps -= steps % args.checkpoints
+print(f"probe: {step_seconds * 1000:.1f} ms/step -> {steps} steps", flush=True)
+
+cgn_cfg, train_cfg = cgn_configs(args.variant, {**sc, "cgn_steps": steps}, args.seed, out, False)
+train_cfg.checkpointing_steps = steps // args.checkpoints
+train_cfg.checkpoints_total_limit = None  # keep every checkpoint: each is scored
+cgn = run_cgn(train_cfg, cgn_cfg, cgn_data)
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+config = CounterfactualGenerativeNetwork.from_pretrained(out).config
+checkpoints = {}
+for k in range(1, args.checkpoints + 1):
+    step = k * steps // args.checkpoints
+    if k == args.checkpoints:
+        generator = CounterfactualGenerativeNetwork.from_pretrained(out)
+        which = ("original", "cgn", "both", "oracle")
+    else:  # accelerate's save_state of the CGNGAN wrapper: the generator's weights under "generator."
+        state = load_file(os.path.join(out, "checkpoints", f"checkpoint_{k - 1}", "model.safetensors"))
+        generator = CounterfactualGenerativeNetwork(config)
+        generator.load_state_dict(
+            {n[len("generator.") :]: t for n, t in state.items() if n.startswith("generator.")}
+        )
+        which = ("cgn", "oracle")
+    generator.to(device).eval()
+    scores = score_generator(generator, biased, oracle, quick, os.path.join(out, f"score_{step}"), args.seed, False,
+                             which=which)  # fmt: skip
+    checkpoints[step] = scores
+    print(f"step {step}: cgn_vs_oracle {scores['cgn_vs_oracle']:.3f}", flush=True)
+save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png"), seed=args.seed)
+
+result = {
+    "variant": args.variant,
+    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    "settings": {**sc, "cgn_steps": steps, "probe_ms_per_step": step_seconds * 1000},
+    "cgn": {
+        k: cgn[k] for k in ("train_seconds", "mask_mean", "mask_binariness", "mask_iou", "images_per_second")
+    },
+    "checkpoints": checkpoints,
+    "final": checkpoints[steps],
+    "seconds": time.perf_counter() - start,
+}
+with open(args.json, "w") as f:
+    json.dump(result, f, indent=1)
+print(
+    json.dumps(
+        {
+            "variant": args.variant,
+            "steps": steps,
+            **{s: round(c["cgn_vs_oracle"], 3) for s, c in checkpoints.items()},
+        }
+    )
+)
