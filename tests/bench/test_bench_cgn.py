@@ -65,3 +65,28 @@ def test_bench_cgn_rejects_unknown_scale_and_variant():
         run_cgn_benchmark("huge")
     with pytest.raises(ValueError, match="unknown CGN variants"):
         run_cgn_benchmark("smoke", variants=("plaid",))
+
+
+def test_score_generator_trains_only_the_named_classifiers(tmp_path):
+    from hf_counterfactual.bench.cgn import SCALES, score_generator
+    from hf_counterfactual.data import load_item_source
+    from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
+    from hf_counterfactual.models.cgn import CGNConfig, CounterfactualGenerativeNetwork
+
+    sc = SCALES["smoke"]
+    items = load_item_source("digits")
+    sizes = {"num_train": 40, "num_validation": 0, "num_test": 20, "seed": 0}
+    biased = build_cgn_variant(CgnVariantConfig(variant="colored", **sizes), items)
+    oracle = build_cgn_variant(CgnVariantConfig(variant="colored", bias=False, **sizes), items)
+    generator = CounterfactualGenerativeNetwork(CGNConfig(ngf=8)).eval()  # untrained: the code path only
+
+    scores = score_generator(generator, biased, oracle, sc, str(tmp_path), show_progress=False,
+                             which=("cgn", "oracle"))  # fmt: skip
+
+    assert {"acc_cgn_test", "acc_oracle_test", "oracle_shape_acc_counterfactual", "cgn_vs_oracle"} <= set(
+        scores
+    )
+    assert "acc_both_test" not in scores and "both_vs_oracle" not in scores
+    assert scores["cgn_vs_oracle"] == scores["acc_cgn_test"] / scores["acc_oracle_test"]
+    assert scores["counterfactual_images"] == 40 * sc["per_image"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier_cgn", "classifier_oracle"]
