@@ -213,7 +213,8 @@ class CgnStep:
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(**batch)
-        logs = {key: out[key].item() for key in self.KEYS}
+        values = torch.stack([out[key].float() for key in self.KEYS]).tolist()  # one host sync per step
+        logs = dict(zip(self.KEYS, values, strict=True))
         self.recent.append(logs)
         return out.loss, logs
 

@@ -45,10 +45,13 @@ def tile_and_crop(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     b, _, h, w = images.shape
     if offsets.shape != (b, 2):
         raise ValueError(f"offsets must be ({b}, 2), got {tuple(offsets.shape)}.")
-    tiled = images.repeat(1, 1, 2, 2)
-    return torch.stack(
-        [tiled[i, :, top : top + h, left : left + w] for i, (top, left) in enumerate(offsets.tolist())]
-    )
+    # one gather for the batch (no per-image loop, no host sync): crop pixel (i, j) of the tiling is
+    # image pixel ((top + i) mod H, (left + j) mod W)
+    offsets = offsets.to(images.device)
+    rows = (offsets[:, :1] + torch.arange(h, device=images.device)) % h  # (B, H)
+    cols = (offsets[:, 1:] + torch.arange(w, device=images.device)) % w  # (B, W)
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def shuffle_texture(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -108,12 +111,16 @@ def check_labels(config: CGNConfig, **labels) -> dict[str, torch.Tensor]:
             raise ValueError(
                 f"{name} must be a 1-D sequence of integer class ids, got {y.dtype} of shape {tuple(y.shape)}."
             )
-        if (y < 0).any() or (y >= config.num_classes).any():
-            raise ValueError(f"{name} has class ids outside [0, {config.num_classes}): {y.tolist()}.")
         out[name] = y.long()
     lengths = {name: len(y) for name, y in out.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"label lengths differ: {lengths}; give one class id per image to every mechanism.")
+    device = next(iter(out.values())).device
+    ids = torch.stack([y.to(device) for y in out.values()])
+    low, high = torch.stack(ids.aminmax()).tolist()  # one host sync, not two per label
+    if low < 0 or high >= config.num_classes:
+        name, y = next((n, y) for n, y in out.items() if (y < 0).any() or (y >= config.num_classes).any())
+        raise ValueError(f"{name} has class ids outside [0, {config.num_classes}): {y.tolist()}.")
     return out
 
 
