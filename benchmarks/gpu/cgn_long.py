@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from hf_counterfactual.bench.cgn import SCALES, cgn_configs, score_generator
 from hf_counterfactual.data import load_item_source
 from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
-from hf_counterfactual.models.cgn import CounterfactualGenerativeNetwork, save_counterfactual_grid
+from hf_counterfactual.models.cgn import CGNConfig, CounterfactualGenerativeNetwork, save_counterfactual_grid
 from hf_counterfactual.training.cgn_trainer import run_cgn
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,7 +73,7 @@ train_cfg.checkpoints_total_limit = None  # keep every checkpoint: each is score
 cgn = run_cgn(train_cfg, cgn_cfg, cgn_data)
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
-config = CounterfactualGenerativeNetwork.from_pretrained(out).config
+config = CGNConfig.from_pretrained(out)
 checkpoints = {}
 for k in range(1, args.checkpoints + 1):
     step = k * steps // args.checkpoints
