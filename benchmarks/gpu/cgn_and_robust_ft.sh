@@ -1,23 +1,41 @@
-# One device call (under 10 minutes): long CGN runs (VARIANTS x NGFS, default 3 x 2), the larger-CLIP
-# robust-FT sweep (RFT_ARGS; NO_RFT=1 skips it) and, with PYTEST=1, the test suite, side by side on one GPU.
-# Usage: [VARIANTS=.. NGFS=.. CHECKPOINTS=.. WORKER_TIMEOUT=..] bash benchmarks/gpu/cgn_and_robust_ft.sh TRAIN_SECONDS
+# One device call (under 10 minutes), side by side on one GPU: long CGN runs (VARIANTS x BATCHES; COMPILE=1
+# compiles the step, COMPILE_MODE e.g. reduce-overhead), the larger-CLIP robust-FT sweep (pre-train once,
+# then vanilla FT per RFT_BIAS and masked-CF FT per RFT_BIAS x RFT_W; NO_RFT=1 skips it) and, with PYTEST=1,
+# the test suite; EXTRA='--variant .. ' adds one more CGN run.
+# Usage: [VARIANTS=.. BATCHES=.. NGF=.. COMPILE=1 CHECKPOINTS=.. WORKER_TIMEOUT=..] bash benchmarks/gpu/cgn_and_robust_ft.sh TRAIN_SECONDS
 source benchmarks/gpu/setup.sh || exit 1
 T=${1:-330}
 mkdir -p $OUT/logs
 rm -rf outputs/gpu
+compile=${COMPILE:+--torch-compile ${COMPILE_MODE:+--compile-mode $COMPILE_MODE}}
 for v in ${VARIANTS:-colored double_colored wildlife}; do
-  for ngf in ${NGFS:-16 32}; do
-    timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/cgn_long.py --variant $v --ngf $ngf --train-seconds $T --checkpoints ${CHECKPOINTS:-4} \
-      --json $OUT/logs/cgn_${v}_ngf${ngf}.json > $OUT/logs/cgn_${v}_ngf${ngf}.log 2>&1 &
+  for b in ${BATCHES:-32}; do
+    timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/cgn_long.py --variant $v --ngf ${NGF:-16} --batch $b \
+      --train-seconds $T --checkpoints ${CHECKPOINTS:-4} $compile \
+      --json $OUT/logs/cgn_${v}_b${b}.json > $OUT/logs/cgn_${v}_b${b}.log 2>&1 &
   done
 done
-[ -z "$NO_RFT" ] && timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/robust_ft_large.py --deadline-seconds 420 $RFT_ARGS \
-  --json $OUT/logs/robust_ft_large.json > $OUT/logs/robust_ft_large.log 2>&1 &
+[ -n "$EXTRA" ] && timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/cgn_long.py $EXTRA --train-seconds $T \
+  --checkpoints ${CHECKPOINTS:-4} --json $OUT/logs/cgn_extra.json > $OUT/logs/cgn_extra.log 2>&1 &
+rft() {
+  local run="timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/robust_ft_large.py --reuse-pretrained"
+  $run --bias 0.8 --variants zero_shot --json $OUT/logs/rft_pretrain.json > $OUT/logs/rft_pretrain.log 2>&1
+  for bias in ${RFT_BIAS:-0.8 0.6}; do
+    $run --bias $bias --variants vanilla_ft --json $OUT/logs/rft_${bias}_vanilla.json > $OUT/logs/rft_${bias}_vanilla.log 2>&1 &
+    for w in ${RFT_W:-3 10}; do
+      $run --bias $bias --variants masked_cf_object_single --distill-weights $w \
+        --json $OUT/logs/rft_${bias}_w$w.json > $OUT/logs/rft_${bias}_w$w.log 2>&1 &
+    done
+  done
+  wait
+}
+[ -z "$NO_RFT" ] && rft &
 [ -n "$PYTEST" ] && timeout 400 python3 -m pytest -q -p no:cacheprovider --ignore=tests/spaces > $OUT/logs/pytest.log 2>&1 &
 wait
 [ -n "$PYTEST" ] && tail -3 $OUT/logs/pytest.log
 grep -h '^{"variant"' $OUT/logs/cgn_*.log
-grep -ho "pretrain: .*\|bias [0-9.]* [a-z_]*: .*" $OUT/logs/robust_ft_large.log  # after tqdm's bars
+grep -h "probe:" $OUT/logs/cgn_*.log
+grep -ho "pretrain: .*\|bias [0-9.]* [a-z_0-9.]*: .*" $OUT/logs/rft_*.log  # after tqdm's bars
 tar czf $OUT/logs.tar.gz -C $OUT logs && rm -r $OUT/logs
 tar cf $OUT/generators.tar --exclude='checkpoints' --exclude='score_*' --exclude='*_probe' --exclude='discriminator' outputs/gpu/cgn
 ls -la $OUT

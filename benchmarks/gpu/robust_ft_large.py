@@ -5,9 +5,12 @@ background-shift images, then for each downstream bias fine-tune it as zero-shot
 / FT + distillation / masked-CF FT (object, single) with the bench's recipe, and score ID and OOD. The
 question it answers: with a vision tower that fine-tuning can push far on the items, does masked-CF FT
 keep the ID gain while keeping OOD accuracy? Writes the JSON after every model, so a run stopped by its
-deadline keeps what it finished.
+deadline keeps what it finished. `--distill-weights` sweeps w; with `--reuse-pretrained`, processes run side
+by side on one pre-trained CLIP.
 
     python benchmarks/gpu/robust_ft_large.py --bias 0.95 0.8 0.6 --deadline-seconds 480 --json out.json
+    python benchmarks/gpu/robust_ft_large.py --reuse-pretrained --bias 0.6 --distill-weights 3 \
+        --variants masked_cf_object_single --json w3.json
 """
 
 import argparse
@@ -38,6 +41,12 @@ p.add_argument("--pretrain-lr", type=float, default=1e-3)
 p.add_argument("--pretrain-batch", type=int, default=256)
 p.add_argument("--ft-epochs", type=int, default=10)
 p.add_argument("--ft-lr", type=float, default=1e-4)
+p.add_argument(
+    "--distill-weights", type=float, nargs="+", default=[30.0], help="w of ft_distill and masked-CF FT (a sweep)."
+)
+p.add_argument(
+    "--reuse-pretrained", action="store_true", help="Use the CLIP already pre-trained under --output-dir."
+)
 p.add_argument("--deadline-seconds", type=float, default=1e9, help="Start no new model after this long.")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--output-dir", default="outputs/gpu/robust_ft")
@@ -58,29 +67,35 @@ pretrain_train = _train_config(
     base, args.seed, args.pretrain_epochs, False, learning_rate=args.pretrain_lr, weight_decay=0.1,
     warmup_ratio=0.1, batch_size=args.pretrain_batch,
 )  # fmt: skip
-pretrain = run_clip_pretrain(
-    pretrain_train, clip_cfg, build_background_shift(BackgroundShiftConfig(**shift, bias=args.bias[0]))
-)
 result = {
     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     "settings": vars(args),
-    "pretrain": {"zero_shot": pretrain["zero_shot_accuracy"], "train_seconds": pretrain["train_seconds"]},
     "bias": {},
 }
-print("pretrain:", result["pretrain"], flush=True)
+if not (args.reuse_pretrained and os.path.isfile(os.path.join(base, "metrics.json"))):
+    pretrain = run_clip_pretrain(
+        pretrain_train, clip_cfg, build_background_shift(BackgroundShiftConfig(**shift, bias=args.bias[0]))
+    )
+    result["pretrain"] = {"zero_shot": pretrain["zero_shot_accuracy"], "train_seconds": pretrain["train_seconds"]}
+    print("pretrain:", result["pretrain"], flush=True)
 
 for bias in args.bias:
     data = build_background_shift(BackgroundShiftConfig(**shift, bias=bias))
     runs = result["bias"][str(bias)] = {}
-    variants = [("zero_shot", {}), ("vanilla_ft", {}), ("ft_distill", {})]
-    variants += [("masked_cf_object_single", {"masking_strategy": "object", "masking_refill": "single"})]
-    for name, masking in (v for v in variants if v[0] in args.variants):
+    object_single = {"masking_strategy": "object", "masking_refill": "single"}
+    variants = [(v, "", {}) for v in ("zero_shot", "vanilla_ft")]
+    for w in args.distill_weights:  # w = 30 keeps the names of the first runs
+        suffix = "" if w == 30 else f"_w{w:g}"
+        variants += [("ft_distill", suffix, {"distill_weight": w})]
+        variants += [("masked_cf_object_single", suffix, {**object_single, "distill_weight": w})]
+    for base_name, suffix, settings in (v for v in variants if v[0] in args.variants):
+        name = base_name + suffix
         if time.perf_counter() - start > args.deadline_seconds:
             runs[name] = "skipped: past the deadline"
             continue
-        variant = "masked_cf" if name.startswith("masked_cf") else name
+        variant = "masked_cf" if name.startswith("masked_cf") else base_name
         cfg = RobustFtConfig(
-            base_model=base, variant=variant, eval_splits=EVAL_SPLITS, wise_alphas=[WISE_ALPHA], **masking
+            base_model=base, variant=variant, eval_splits=EVAL_SPLITS, wise_alphas=[WISE_ALPHA], **settings
         )
         ft = _train_config(
             os.path.join(args.output_dir, f"bias{bias}", name), args.seed, args.ft_epochs, False,

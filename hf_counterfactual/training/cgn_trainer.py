@@ -194,7 +194,8 @@ class CGNGAN(nn.Module):
 
 
 class CgnStep:
-    """Step function of the shared loop; keeps the last `window` steps' logs for the final losses."""
+    """Step function of the shared loop; keeps the last `window` steps' logs for the final losses and the
+    start time of every step, for `step_seconds`."""
 
     KEYS = (
         "generator_loss",
@@ -210,13 +211,19 @@ class CgnStep:
 
     def __init__(self, window: int = 20):
         self.recent = deque(maxlen=window)
+        self.starts: list[float] = []
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        self.starts.append(time.perf_counter())
         out = model(**batch)
         values = torch.stack([out[key].float() for key in self.KEYS]).tolist()  # one host sync per step
         logs = dict(zip(self.KEYS, values, strict=True))
         self.recent.append(logs)
         return out.loss, logs
+
+    def step_seconds(self) -> float:
+        """Median time between step starts: a steady-state step, without compilation or checkpoint saves."""
+        return float(np.median(np.diff(self.starts))) if len(self.starts) > 1 else float("nan")
 
     def final_losses(self) -> dict[str, float]:
         """Mean of each logged value over the last `window` steps (empty before the first step)."""
@@ -346,6 +353,7 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
     gan = train(train_cfg, gan, train_split, CgnCollator(cfg.image_size), step, accelerator)
     results = {
         "train_seconds": time.perf_counter() - start,
+        "step_seconds": step.step_seconds(),
         "variant": cfg.variant,
         "train_images": len(train_split),
         "num_parameters": {

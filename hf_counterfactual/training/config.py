@@ -44,6 +44,23 @@ class TrainingConfig:
     )
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16' (Accelerate)."})
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "Compile the model with torch.compile (through Accelerate's dynamo plugin)."},
+    )
+    torch_compile_backend: str = field(
+        default="inductor", metadata={"help": "torch.compile backend: 'inductor', 'aot_eager', ..."}
+    )
+    torch_compile_mode: str | None = field(
+        default=None,
+        metadata={"help": "torch.compile mode: None, 'reduce-overhead' (CUDA graphs), 'max-autotune', ..."},
+    )
+    dataloader_drop_last: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop the last incomplete batch of each epoch (a compiled model then sees one shape)."
+        },
+    )
     checkpointing_steps: int | None = field(
         default=None, metadata={"help": "Save an Accelerate checkpoint every N optimizer steps."}
     )

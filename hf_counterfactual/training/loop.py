@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -46,8 +46,16 @@ class TrainProgress:
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
-    """An Accelerator with the loop's conventions: global batch split across processes, seeded order."""
+    """An Accelerator with the loop's conventions: global batch split across processes, seeded order.
+
+    With `torch_compile`, `prepare` compiles the model; otherwise Accelerate's own settings apply (e.g.
+    `accelerate launch --dynamo_backend inductor`).
+    """
+    dynamo = None
+    if config.torch_compile:
+        dynamo = TorchDynamoPlugin(backend=config.torch_compile_backend, mode=config.torch_compile_mode)
     return Accelerator(
+        dynamo_plugin=dynamo,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
         log_with=config.log_with,
@@ -100,7 +108,13 @@ def train(
         # its own generator: starting an epoch must not draw from the global RNG, or a resumed run
         # (which starts one extra, batch-skipping iterator) gets a shifted dropout / augmentation stream
         generator=torch.Generator().manual_seed(config.seed),
+        drop_last=config.dataloader_drop_last,
     )
+    if not len(dataloader):
+        drop = " and dataloader_drop_last=True" if config.dataloader_drop_last else ""
+        raise ValueError(
+            f"no batch to train on: {len(train_dataset)} examples with batch_size={config.batch_size}{drop}."
+        )
     steps_per_epoch = math.ceil(len(dataloader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or config.num_epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
@@ -181,7 +195,7 @@ def train(
     bar.close()
 
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     if hasattr(unwrapped, "save_pretrained"):
         unwrapped.save_pretrained(
             config.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save

@@ -154,6 +154,21 @@ def test_step_keeps_recent_logs_for_the_final_losses():
         loss, logs = step(gan, batch)
     assert set(logs) == set(CgnStep.KEYS) and len(step.recent) == 2
     assert step.final_losses()["mask_mean"] == pytest.approx(np.mean([r["mask_mean"] for r in step.recent]))
+    assert len(step.starts) == 3 and step.step_seconds() == pytest.approx(np.median(np.diff(step.starts)))
+
+
+def test_gan_step_compiles_to_one_graph():
+    """The label range check is the step's one host sync; under torch.compile it is skipped, so
+    fullgraph=True (which raises on any graph break) goes through, with the mode-seeking pairs on."""
+    torch._dynamo.reset()
+    gan = _tiny_gan()
+    gan.lambda_mode_seeking, gan.lambda_border = 0.02, 1.0
+    batch = {"pixel_values": torch.zeros(4, 3, 8, 8), "labels": torch.tensor([0, 1, 2, 3])}
+    out = torch.compile(gan, backend="eager", fullgraph=True)(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and all(g is not None for g in _grads(gan.generator))
+    with pytest.raises(ValueError, match="outside"):  # eager calls still check the range
+        gan.generator.generate([0, 10], [0, 0], [0, 0])
 
 
 def test_config_errors():

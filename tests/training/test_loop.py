@@ -179,6 +179,42 @@ def test_two_processes_match_one_process(tmp_path):
     torch.testing.assert_close(got.pivot_logits, expected.pivot_logits, atol=1e-6, rtol=1e-5)
 
 
+def test_compiled_model_trains_like_the_eager_one(tmp_path):
+    """torch_compile goes through Accelerate's dynamo plugin ("aot_eager": traced forward and backward,
+    no code generation, so the test is fast); the returned model is the plain module, and its weights match
+    an eager run's."""
+    torch._dynamo.reset()
+    trained = {}
+    for compile_ in (False, True):
+        config = run_config(
+            tmp_path / str(compile_), max_steps=3, torch_compile=compile_, torch_compile_backend="aot_eager"
+        )
+        trained[compile_] = train(config, tiny_vit_pat(), toy_dataset(12), default_collate)
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    assert type(trained[True]) is PatForMultiLabelClassification
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    for name, value in trained[False].state_dict().items():
+        torch.testing.assert_close(trained[True].state_dict()[name], value, atol=1e-4, rtol=1e-3)
+
+
+def test_drop_last_skips_the_incomplete_batch(tmp_path):
+    sizes = []
+
+    def recording_step(model, batch):
+        sizes.append(len(batch["labels"]))
+        return model_loss_step(model, batch)
+
+    train(run_config(tmp_path, num_epochs=2, dataloader_drop_last=True), tiny_vit_pat(), toy_dataset(10), default_collate, recording_step)  # fmt: skip
+    assert sizes == [4, 4, 4, 4]  # 10 examples: two full batches of 4 an epoch, the 2 left over dropped
+    with pytest.raises(
+        ValueError, match="no batch to train on: 3 examples with batch_size=4 and dataloader_drop_last"
+    ):
+        train(
+            run_config(tmp_path, dataloader_drop_last=True), tiny_vit_pat(), toy_dataset(3), default_collate
+        )
+
+
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="mixed_precision must be 'no', 'fp16' or 'bf16', got 'fp8'"):
         TrainingConfig(mixed_precision="fp8")
