@@ -42,7 +42,11 @@ p.add_argument("--pretrain-batch", type=int, default=256)
 p.add_argument("--ft-epochs", type=int, default=10)
 p.add_argument("--ft-lr", type=float, default=1e-4)
 p.add_argument(
-    "--distill-weights", type=float, nargs="+", default=[30.0], help="w of ft_distill and masked-CF FT (a sweep)."
+    "--distill-weights",
+    type=float,
+    nargs="+",
+    default=[30.0],
+    help="w of ft_distill and masked-CF FT (a sweep).",
 )
 p.add_argument(
     "--reuse-pretrained", action="store_true", help="Use the CLIP already pre-trained under --output-dir."
@@ -76,7 +80,10 @@ if not (args.reuse_pretrained and os.path.isfile(os.path.join(base, "metrics.jso
     pretrain = run_clip_pretrain(
         pretrain_train, clip_cfg, build_background_shift(BackgroundShiftConfig(**shift, bias=args.bias[0]))
     )
-    result["pretrain"] = {"zero_shot": pretrain["zero_shot_accuracy"], "train_seconds": pretrain["train_seconds"]}
+    result["pretrain"] = {
+        "zero_shot": pretrain["zero_shot_accuracy"],
+        "train_seconds": pretrain["train_seconds"],
+    }
     print("pretrain:", result["pretrain"], flush=True)
 
 for bias in args.bias:
