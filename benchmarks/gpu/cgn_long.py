@@ -61,7 +61,7 @@ cgn_data = build_cgn_variant(
 )
 sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr}
 compiled = f"_compile-{args.compile_mode or 'default'}" if args.torch_compile else ""
-out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}")
+out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 
 def configs(steps: int, output_dir: str):
