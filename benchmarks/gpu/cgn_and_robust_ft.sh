@@ -1,6 +1,6 @@
 # One device call (under 10 minutes), side by side on one GPU: long CGN runs (VARIANTS x BATCHES x SEEDS; COMPILE=1
 # compiles the step, COMPILE_MODE e.g. reduce-overhead), the larger-CLIP robust-FT sweep (pre-train once,
-# then vanilla FT per RFT_BIAS and masked-CF FT per RFT_BIAS x RFT_W; NO_RFT=1 skips it) and, with PYTEST=1,
+# then vanilla FT per RFT_BIAS and masked-CF FT per RFT_BIAS x RFT_W, for each of RFT_SEEDS; NO_RFT=1 skips it) and, with PYTEST=1,
 # the test suite; EXTRA='--variant .. ' adds one more CGN run.
 # Usage: [VARIANTS=.. BATCHES=.. SEEDS=.. NGF=.. COMPILE=1 CHECKPOINTS=.. WORKER_TIMEOUT=..] bash benchmarks/gpu/cgn_and_robust_ft.sh TRAIN_SECONDS
 source benchmarks/gpu/setup.sh || exit 1
@@ -19,19 +19,20 @@ for v in ${VARIANTS:-colored double_colored wildlife}; do
 done
 [ -n "$EXTRA" ] && timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/cgn_long.py $EXTRA --train-seconds $T \
   --checkpoints ${CHECKPOINTS:-4} --json $OUT/logs/cgn_extra.json > $OUT/logs/cgn_extra.log 2>&1 &
-rft() {
-  local run="timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/robust_ft_large.py --reuse-pretrained"
-  $run --bias 0.8 --variants zero_shot --json $OUT/logs/rft_pretrain.json > $OUT/logs/rft_pretrain.log 2>&1
+rft() {  # per seed: pre-train one CLIP, then fine-tune it side by side
+  local seed=$1 run="timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/robust_ft_large.py --reuse-pretrained"
+  run="$run --seed $seed --output-dir outputs/gpu/robust_ft_s$seed" logs=$OUT/logs/rft_s$seed
+  $run --bias ${RFT_BIAS%% *} --variants zero_shot --json ${logs}_pretrain.json > ${logs}_pretrain.log 2>&1
   for bias in ${RFT_BIAS:-0.8 0.6}; do
-    $run --bias $bias --variants vanilla_ft --json $OUT/logs/rft_${bias}_vanilla.json > $OUT/logs/rft_${bias}_vanilla.log 2>&1 &
+    $run --bias $bias --variants vanilla_ft --json ${logs}_${bias}_vanilla.json > ${logs}_${bias}_vanilla.log 2>&1 &
     for w in ${RFT_W:-3 10}; do
       $run --bias $bias --variants masked_cf_object_single --distill-weights $w \
-        --json $OUT/logs/rft_${bias}_w$w.json > $OUT/logs/rft_${bias}_w$w.log 2>&1 &
+        --json ${logs}_${bias}_w$w.json > ${logs}_${bias}_w$w.log 2>&1 &
     done
   done
   wait
 }
-[ -z "$NO_RFT" ] && rft &
+if [ -z "$NO_RFT" ]; then for seed in ${RFT_SEEDS:-0}; do rft $seed & done; fi
 [ -n "$PYTEST" ] && timeout 400 python3 -m pytest -q -p no:cacheprovider --ignore=tests/spaces > $OUT/logs/pytest.log 2>&1 &
 wait
 [ -n "$PYTEST" ] && tail -3 $OUT/logs/pytest.log

@@ -32,6 +32,9 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=4e-4)
 p.add_argument("--checkpoints", type=int, default=4, help="Checkpoints scored along the run.")
 p.add_argument(
+    "--ema-decay", type=float, default=0.0, help="Score the moving average of G's weights (0: off)."
+)
+p.add_argument(
     "--torch-compile", action="store_true", help="Compile the GAN step (drops the last partial batch)."
 )
 p.add_argument(
@@ -61,6 +64,7 @@ cgn_data = build_cgn_variant(
 )
 sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr}
 compiled = f"_compile-{args.compile_mode or 'default'}" if args.torch_compile else ""
+compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 
@@ -68,6 +72,7 @@ def configs(steps: int, output_dir: str):
     cgn_cfg, train_cfg = cgn_configs(args.variant, {**sc, "cgn_steps": steps}, args.seed, output_dir, False)
     train_cfg.torch_compile = train_cfg.dataloader_drop_last = args.torch_compile
     train_cfg.torch_compile_mode = args.compile_mode
+    cgn_cfg.ema_decay = args.ema_decay
     return cgn_cfg, train_cfg
 
 
@@ -97,9 +102,8 @@ for k in range(1, args.checkpoints + 1):
     else:  # accelerate's save_state of the CGNGAN wrapper: the generator's weights under "generator."
         state = load_file(os.path.join(out, "checkpoints", f"checkpoint_{k - 1}", "model.safetensors"))
         generator = CounterfactualGenerativeNetwork(config)
-        generator.load_state_dict(
-            {n[len("generator.") :]: t for n, t in state.items() if n.startswith("generator.")}
-        )
+        prefix = "generator_ema." if args.ema_decay else "generator."
+        generator.load_state_dict({n[len(prefix) :]: t for n, t in state.items() if n.startswith(prefix)})
         which = ("cgn", "oracle")
     generator.to(device).eval()
     scores = score_generator(generator, biased, oracle, quick, os.path.join(out, f"score_{step}"), args.seed, False,
