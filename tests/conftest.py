@@ -1,15 +1,18 @@
 """Shared test settings: never touch the Hugging Face Hub; a fresh Accelerate state per test."""
 
-import json
 import os
 
-import pytest
-from accelerate.state import AcceleratorState, GradientState
-
+# The suite runs on the CPU, also on a GPU machine (the GPU paths run in benchmarks/gpu): it compares
+# against CPU hand computations, and its 2-process tests fork, which fails in the children ("CUDA error:
+# initialization error") once an earlier test has initialised CUDA. So CUDA stays hidden, set before
+# torch is imported.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# the tests compare against CPU hand computations and start gloo process groups: on a GPU machine they
-# stay on the CPU too (the GPU paths run in benchmarks/gpu)
-os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+from accelerate.state import AcceleratorState, GradientState  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
