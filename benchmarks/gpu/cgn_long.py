@@ -38,7 +38,9 @@ p.add_argument(
     "--torch-compile", action="store_true", help="Compile the GAN step (drops the last partial batch)."
 )
 p.add_argument(
-    "--compile-mode", default=None, help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs)."
+    "--compile-mode",
+    default=None,
+    help="torch.compile mode (default: reduce-overhead, i.e. CUDA graphs, on a GPU).",
 )
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--output-dir", default="outputs/gpu/cgn")
@@ -63,15 +65,17 @@ cgn_data = build_cgn_variant(
     items,
 )
 sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr}
-compiled = f"_compile-{args.compile_mode or 'default'}" if args.torch_compile else ""
+mode = args.compile_mode or ("reduce-overhead" if torch.cuda.is_available() else "default")  # as bench cgn
+compiled = f"_compile-{mode}" if args.torch_compile else ""
 compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 
 def configs(steps: int, output_dir: str):
-    cgn_cfg, train_cfg = cgn_configs(args.variant, {**sc, "cgn_steps": steps}, args.seed, output_dir, False)
-    train_cfg.torch_compile = train_cfg.dataloader_drop_last = args.torch_compile
-    train_cfg.torch_compile_mode = args.compile_mode
+    cgn_cfg, train_cfg = cgn_configs(
+        args.variant, {**sc, "cgn_steps": steps}, args.seed, output_dir, False, args.torch_compile
+    )
+    train_cfg.torch_compile_mode = mode
     cgn_cfg.ema_decay = args.ema_decay
     return cgn_cfg, train_cfg
 
@@ -119,7 +123,7 @@ result = {
         **sc,
         "cgn_steps": steps,
         "torch_compile": args.torch_compile,
-        "compile_mode": args.compile_mode,
+        "compile_mode": mode,
     },
     "probe": {"ms_per_step": step_seconds * 1000, "one_off_seconds": overhead},
     "cgn": {

@@ -3,8 +3,9 @@
 import json
 
 import pytest
+import torch
 
-from hf_counterfactual.bench.cgn import run_cgn_benchmark
+from hf_counterfactual.bench.cgn import SCALES, cgn_configs, run_cgn_benchmark
 from hf_counterfactual.cli import main
 
 FIGURES = {
@@ -58,6 +59,14 @@ def test_bench_cgn_cli_writes_json_for_the_ensemble(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     assert result["settings"]["ensemble"] is True
     assert FIGURES <= set(result["variants"]["wildlife"])
+
+
+def test_torch_compile_compiles_the_gan_step_and_drops_the_partial_batch(tmp_path):
+    _, train_cfg = cgn_configs("colored", SCALES["quick"], 0, str(tmp_path), torch_compile=True)
+    assert train_cfg.torch_compile and train_cfg.dataloader_drop_last
+    assert train_cfg.torch_compile_mode == ("reduce-overhead" if torch.cuda.is_available() else None)
+    _, eager = cgn_configs("colored", SCALES["quick"], 0, str(tmp_path))
+    assert not eager.torch_compile and not eager.dataloader_drop_last
 
 
 def test_bench_cgn_rejects_unknown_scale_and_variant():
