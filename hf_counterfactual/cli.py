@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--torch-compile",
         action="store_true",
-        help="cgn: compile the GAN step (CUDA graphs on a GPU, about 3x faster there; slower on a CPU).",
+        help="cgn: compile the GAN step (CUDA graphs on a GPU, where the step is bound by kernel launches).",
     )
     p.set_defaults(func=cmd_bench)
 
