@@ -76,8 +76,8 @@ def cgn_configs(
 ) -> tuple[CgnTrainConfig, TrainingConfig]:
     """The bench's CGN recipe at scale `sc` (a SCALES entry, optionally with `cgn_lr`): what to train, how.
 
-    `torch_compile` compiles the GAN step, with CUDA graphs on a GPU (there the step is bound by kernel
-    launches: 16-17 ms instead of about 50 on an H100), dropping the last partial batch of each epoch.
+    `torch_compile` compiles the GAN step, with CUDA graphs on a GPU, where the step is bound by kernel
+    launches (16-17 ms on an H100; 47-54 ms eager in an earlier run), and drops each epoch's partial batch.
     """
     cgn_cfg = CgnTrainConfig(
         variant=variant,
