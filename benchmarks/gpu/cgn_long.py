@@ -16,7 +16,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from hf_counterfactual.bench.cgn import SCALES, cgn_configs, score_generator
+from hf_counterfactual.bench.cgn import SCALES, benchmark_splits, cgn_configs, score_generator
 from hf_counterfactual.data import load_item_source
 from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
 from hf_counterfactual.models.cgn import CGNConfig, CounterfactualGenerativeNetwork, save_counterfactual_grid
@@ -50,14 +50,7 @@ args = p.parse_args()
 start = time.perf_counter()
 quick = SCALES["quick"]
 items = load_item_source("auto")
-sizes = {
-    "num_train": quick["num_train"],
-    "num_validation": 0,
-    "num_test": quick["num_test"],
-    "seed": args.seed,
-}
-biased = build_cgn_variant(CgnVariantConfig(variant=args.variant, **sizes), items)
-oracle = build_cgn_variant(CgnVariantConfig(variant=args.variant, bias=False, **sizes), items)
+biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 cgn_data = build_cgn_variant(
     CgnVariantConfig(
         variant=args.variant, num_train=args.cgn_num_train, num_validation=0, num_test=0, seed=args.seed + 100

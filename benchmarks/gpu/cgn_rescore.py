@@ -14,9 +14,8 @@ import os
 
 import torch
 
-from hf_counterfactual.bench.cgn import SCALES, score_generator
+from hf_counterfactual.bench.cgn import SCALES, benchmark_splits, score_generator
 from hf_counterfactual.data import load_item_source
-from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
 from hf_counterfactual.models.cgn import CounterfactualGenerativeNetwork
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,14 +29,7 @@ args = p.parse_args()
 
 quick = SCALES["quick"]
 items = load_item_source("auto")
-sizes = {
-    "num_train": quick["num_train"],
-    "num_validation": 0,
-    "num_test": quick["num_test"],
-    "seed": args.seed,
-}
-biased = build_cgn_variant(CgnVariantConfig(variant=args.variant, **sizes), items)
-oracle = build_cgn_variant(CgnVariantConfig(variant=args.variant, bias=False, **sizes), items)
+biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 device = "cuda" if torch.cuda.is_available() else "cpu"
 generator = CounterfactualGenerativeNetwork.from_pretrained(args.generator).to(device).eval()
 

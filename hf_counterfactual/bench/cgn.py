@@ -160,6 +160,17 @@ def score_generator(
     }
 
 
+def benchmark_splits(
+    variant: str, sc: dict, seed: int, items: DatasetDict
+) -> tuple[DatasetDict, DatasetDict]:
+    """The biased benchmark of `variant` at scale `sc` and its oracle twin (same items, colours / textures
+    drawn at random), built from `items` (`load_item_source`)."""
+    sizes = {"num_train": sc["num_train"], "num_validation": 0, "num_test": sc["num_test"], "seed": seed}
+    biased = build_cgn_variant(CgnVariantConfig(variant=variant, **sizes), items)
+    oracle = build_cgn_variant(CgnVariantConfig(variant=variant, bias=False, **sizes), items)
+    return biased, oracle
+
+
 def run_cgn_variant(
     variant: str,
     scale: str = "quick",
@@ -173,10 +184,7 @@ def run_cgn_variant(
     """The figures of one variant: CGN training, generation speed, and the five classifier accuracies."""
     sc = SCALES[scale]
     out = os.path.join(output_dir, variant)
-    items = load_item_source(item_source)
-    sizes = {"num_train": sc["num_train"], "num_validation": 0, "num_test": sc["num_test"], "seed": seed}
-    biased = build_cgn_variant(CgnVariantConfig(variant=variant, **sizes), items)
-    oracle = build_cgn_variant(CgnVariantConfig(variant=variant, bias=False, **sizes), items)
+    biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
 
     cgn_cfg, cgn_train_cfg = cgn_configs(
         variant, sc, seed, os.path.join(out, "cgn"), show_progress, torch_compile
@@ -241,4 +249,11 @@ def run_cgn_benchmark(
     }
 
 
-__all__ = ["SCALES", "cgn_configs", "run_cgn_benchmark", "run_cgn_variant", "score_generator"]
+__all__ = [
+    "SCALES",
+    "benchmark_splits",
+    "cgn_configs",
+    "run_cgn_benchmark",
+    "run_cgn_variant",
+    "score_generator",
+]
