@@ -76,6 +76,23 @@ class TrainingConfig:
     logging_steps: int = field(default=20, metadata={"help": "Log the loss every N optimizer steps."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for prediction."})
+    eval_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Run the method's evaluation every N optimizer steps and at the last one (None: never)."
+        },
+    )
+    metric_for_best_model: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation metric that ranks the evaluated models (None: no ranking)."},
+    )
+    greater_is_better: bool = field(
+        default=True, metadata={"help": "Whether a larger metric_for_best_model is better."}
+    )
+    load_best_model_at_end: bool = field(
+        default=False,
+        metadata={"help": "Return and save the best-ranked evaluated weights instead of the last ones."},
+    )
     disable_progress_bar: bool = field(default=False, metadata={"help": "Hide the tqdm bars."})
 
     def __post_init__(self):
@@ -83,3 +100,7 @@ class TrainingConfig:
             raise ValueError("batch_size and gradient_accumulation_steps must be >= 1.")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be >= 1, got {self.eval_steps}.")
+        if self.load_best_model_at_end and not (self.eval_steps and self.metric_for_best_model):
+            raise ValueError("load_best_model_at_end needs eval_steps and metric_for_best_model.")

@@ -1,20 +1,31 @@
 """The one Accelerate training loop. Methods bring a model, a dataset, a collator and a step function.
 
 A step function maps (model, batch) to (loss, logs): `model(**batch).loss` for models that compute
-their own loss, something else for methods with extra terms. Everything else -- devices, mixed
-precision, gradient accumulation, DDP, checkpoints and resume, logging -- lives here, once.
+their own loss, something else for methods with extra terms. An optional evaluation function maps the
+model to metrics, run every `eval_steps` (and ranked by `metric_for_best_model` to keep the best
+weights). Everything else -- devices, mixed precision, gradient accumulation, DDP, checkpoints and
+resume, logging -- lives here, once.
 """
 
+import json
 import logging
 import math
 import os
+import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    ProjectConfiguration,
+    TorchDynamoPlugin,
+    broadcast_object_list,
+    set_seed,
+)
+from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -24,6 +35,8 @@ from .config import TrainingConfig
 logger = logging.getLogger(__name__)
 
 StepFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+EvalFn = Callable[[torch.nn.Module], dict[str, float]]
+BEST_MODEL_FILE = os.path.join("best_model", "model.safetensors")
 
 
 def model_loss_step(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -34,15 +47,75 @@ def model_loss_step(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, 
 
 @dataclass
 class TrainProgress:
-    """Optimizer steps done; saved in every checkpoint so a resumed run knows where it stopped."""
+    """Optimizer steps done and the evaluations so far; saved in every checkpoint so a resumed run knows
+    where it stopped and which evaluated weights were best."""
 
     step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    eval_history: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
+        self.best_metric, self.best_step = state.get("best_metric"), state.get("best_step")
+        self.eval_history = list(state.get("eval_history", []))
+
+
+def _rng_states() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _set_rng_states(states: tuple) -> None:
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    if states[3] is not None:
+        torch.cuda.set_rng_state_all(states[3])
+
+
+def run_evaluation(
+    evaluate: EvalFn,
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    progress: TrainProgress,
+    config: TrainingConfig,
+) -> dict[str, float]:
+    """Evaluate `model` (unwrapped, in eval mode) and rank it; the best weights go to output_dir/best_model.
+
+    `evaluate` runs on every process and the main process's metrics count (so a function may gather
+    across processes, or work on the main process alone and return {} elsewhere). The random state is
+    put back afterwards: a run that evaluates trains the same weights as one that does not.
+    """
+    states = _rng_states()
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+    unwrapped.eval()
+    metrics = evaluate(unwrapped)
+    model.train()
+    _set_rng_states(states)
+    metrics = broadcast_object_list([metrics])[0]
+    progress.eval_history.append({"step": progress.step, **metrics})
+    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=progress.step)
+    logger.info("step %d evaluation: %s", progress.step, metrics)
+    key = config.metric_for_best_model
+    if key is None:
+        return metrics
+    if key not in metrics:
+        raise ValueError(
+            f"metric_for_best_model={key!r} is not among the evaluation's metrics {sorted(metrics)}."
+        )
+    value = float(metrics[key])
+    best = progress.best_metric
+    if best is None or (value > best if config.greater_is_better else value < best):
+        progress.best_metric, progress.best_step = value, progress.step
+        if accelerator.is_main_process:
+            os.makedirs(os.path.join(config.output_dir, "best_model"), exist_ok=True)
+            save_model(unwrapped, os.path.join(config.output_dir, BEST_MODEL_FILE))
+        accelerator.wait_for_everyone()
+    return metrics
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
@@ -86,12 +159,17 @@ def train(
     step_fn: StepFn = model_loss_step,
     accelerator: Accelerator | None = None,
     tracker_name: str = "hf-counterfactual",
+    evaluate: EvalFn | None = None,
 ) -> torch.nn.Module:
     """Train `model` on `train_dataset` and return the unwrapped model (also saved to output_dir).
 
     Pass an `accelerator` to keep using it afterwards (e.g. for `predict`); its owner then calls
-    `end_training()`, which also closes the process group.
+    `end_training()`, which also closes the process group. With `config.eval_steps`, `evaluate(model)`
+    runs every eval_steps optimizer steps and at the last one (see `run_evaluation`); the evaluations
+    and the best step go to output_dir/trainer_state.json.
     """
+    if config.eval_steps and evaluate is None:
+        raise ValueError("eval_steps is set but this method passed no evaluation function to train().")
     owns_accelerator = accelerator is None
     accelerator = accelerator or make_accelerator(config)
     if config.batch_size % accelerator.num_processes:
@@ -190,12 +268,26 @@ def train(
                 logs = {**logs, "lr": scheduler.get_last_lr()[0], "epoch": epoch}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
                 accelerator.log(logs, step=progress.step)
+            if config.eval_steps and (progress.step % config.eval_steps == 0 or progress.step == total_steps):
+                run_evaluation(evaluate, model, accelerator, progress, config)
             if config.checkpointing_steps and progress.step % config.checkpointing_steps == 0:
                 accelerator.save_state()
     bar.close()
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+    if config.load_best_model_at_end and progress.best_step is not None:
+        load_model(unwrapped, os.path.join(config.output_dir, BEST_MODEL_FILE))
+        logger.info(
+            "loaded the best model: step %d, %s = %s",
+            progress.best_step,
+            config.metric_for_best_model,
+            progress.best_metric,
+        )
+    if config.eval_steps and accelerator.is_main_process:
+        os.makedirs(config.output_dir, exist_ok=True)
+        with open(os.path.join(config.output_dir, "trainer_state.json"), "w") as f:
+            json.dump(progress.state_dict(), f, indent=1)
     if hasattr(unwrapped, "save_pretrained"):
         unwrapped.save_pretrained(
             config.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save

@@ -125,7 +125,15 @@ def ddp_worker(folder: str) -> None:
     except ValueError as e:
         error = str(e)
     train(run_config(os.path.join(folder, "ddp"), max_steps=6), tiny_vit_pat(), data, default_collate)
-    if torch.distributed.get_rank() == 0:
+    # an evaluation that only the main process computes: its metrics reach the other process
+    scores = iter([1.0, 3.0, 2.0])
+    rank = torch.distributed.get_rank()
+    config = run_config(
+        os.path.join(folder, "eval"), max_steps=6, eval_steps=2, metric_for_best_model="score",
+        load_best_model_at_end=True,
+    )  # fmt: skip
+    train(config, tiny_vit_pat(), data, default_collate, evaluate=lambda m: {"score": next(scores)} if rank == 0 else {})  # fmt: skip
+    if rank == 0:
         with open(os.path.join(folder, "result.json"), "w") as f:
             json.dump({"world_size": torch.distributed.get_world_size(), "odd_batch_error": error}, f)
 
@@ -159,6 +167,7 @@ def test_two_processes_match_one_process(tmp_path):
 
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world_size"] == 2
+    assert json.loads((tmp_path / "eval" / "trainer_state.json").read_text())["best_step"] == 4
     assert result["odd_batch_error"] == "batch_size=3 must be divisible by the 2 processes."
     two = PatForMultiLabelClassification.from_pretrained(tmp_path / "ddp").state_dict()
     one = single.state_dict()
@@ -220,3 +229,96 @@ def test_bad_settings_raise():
         TrainingConfig(mixed_precision="fp8")
     with pytest.raises(ValueError, match="batch_size and gradient_accumulation_steps must be >= 1"):
         TrainingConfig(batch_size=0)
+
+
+def weights_after(tmp_path, steps: int) -> dict:
+    model = train(
+        run_config(tmp_path, max_steps=steps, lr_scheduler="constant"), tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate
+    )  # fmt: skip
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return model.state_dict()
+
+
+def test_evaluation_keeps_the_best_weights_and_does_not_change_training(tmp_path):
+    """Evaluations at steps 2, 4, 6, 8 score 1, 3, 2, 0: the returned (and saved) weights are step 4's,
+    equal to a 4-step run's. The evaluation draws random numbers and switches to eval mode, yet a run
+    that evaluates without keeping the best ends on the same weights as one that never evaluates."""
+    scores = iter([1.0, 3.0, 2.0, 0.0])
+    modes = []
+
+    def evaluate(model):
+        modes.append(model.training)
+        torch.randn(100)  # the loop puts the random state back
+        return {"score": next(scores), "other": 0.5}
+
+    config = run_config(
+        tmp_path / "best", max_steps=8, lr_scheduler="constant", eval_steps=2,
+        metric_for_best_model="score", load_best_model_at_end=True,
+    )  # fmt: skip
+    best = train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, evaluate=evaluate)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    assert modes == [False] * 4
+    state = json.loads((tmp_path / "best" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["eval_history"]] == [2, 4, 6, 8]
+    assert (state["best_step"], state["best_metric"]) == (4, 3.0)
+    four, eight = weights_after(tmp_path / "four", 4), weights_after(tmp_path / "eight", 8)
+    saved = PatForMultiLabelClassification.from_pretrained(tmp_path / "best").state_dict()
+    for name, value in four.items():
+        torch.testing.assert_close(best.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(saved[name], value, atol=1e-6, rtol=0, msg=name)
+
+    config = run_config(tmp_path / "last", max_steps=8, lr_scheduler="constant", eval_steps=3)
+    last = train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, evaluate=lambda m: {"x": torch.rand(()).item()})  # fmt: skip
+    assert [e["step"] for e in json.loads((tmp_path / "last" / "trainer_state.json").read_text())["eval_history"]] == [3, 6, 8]  # fmt: skip
+    assert not torch.equal(four["classifier.weight"], eight["classifier.weight"])
+    for name, value in eight.items():
+        torch.testing.assert_close(last.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_resumed_run_remembers_the_best_evaluation(tmp_path):
+    """Evaluated at steps 2 (score 5) and 4 (score 1), interrupted at step 5, resumed: step 6 scores 0, so
+    the best is still step 2's weights, saved before the interruption."""
+    scores = iter([5.0, 1.0, 0.0])
+    config = run_config(
+        tmp_path / "run", max_steps=6, lr_scheduler="constant", eval_steps=2, checkpointing_steps=2,
+        metric_for_best_model="score", load_best_model_at_end=True,
+    )  # fmt: skip
+    calls = 0
+
+    def crashing_step(model, batch):
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt("simulated interruption")
+        return model_loss_step(model, batch)
+
+    def evaluate(model):
+        return {"score": next(scores)}
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, crashing_step, evaluate=evaluate)  # fmt: skip
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    config.resume_from_checkpoint = "latest"
+    resumed = train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, evaluate=evaluate)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert [(e["step"], e["score"]) for e in state["eval_history"]] == [(2, 5.0), (4, 1.0), (6, 0.0)]
+    assert state["best_step"] == 2
+    for name, value in weights_after(tmp_path / "two", 2).items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_evaluation_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="eval_steps is set but this method passed no evaluation function"):
+        train(run_config(tmp_path, eval_steps=1), tiny_vit_pat(), toy_dataset(4), default_collate)
+    config = run_config(tmp_path, max_steps=1, eval_steps=1, metric_for_best_model="accuracy")
+    with pytest.raises(ValueError, match=r"metric_for_best_model='accuracy' is not among .*\['loss'\]"):
+        train(config, tiny_vit_pat(), toy_dataset(4), default_collate, evaluate=lambda m: {"loss": 1.0})
+    with pytest.raises(ValueError, match="eval_steps must be >= 1, got 0"):
+        TrainingConfig(eval_steps=0)
+    with pytest.raises(ValueError, match="load_best_model_at_end needs eval_steps and metric_for_best_model"):
+        TrainingConfig(eval_steps=5, load_best_model_at_end=True)
