@@ -1,9 +1,12 @@
 """Long CGN training under a wall-clock budget (a GPU job), scored with the `bench cgn --quick` protocol.
 
 Reads top to bottom: build the quick benchmark's biased / oracle splits and a larger biased split for the
-CGN; time a short probe run; train for as many steps as the budget allows, with a checkpoint at each
-quarter; then score every checkpoint's generator with the quick bench's classifiers (the counterfactual
-classifier and the oracle), and the last one with all four. Writes one JSON per variant.
+CGN; time a short probe run; train for as many steps as the budget allows, with a checkpoint and the
+trainer's transfer evaluation (`counterfactual_transfer_accuracy`, biased data only) at each quarter;
+then score every checkpoint's generator with the quick bench's classifiers (the counterfactual
+classifier and the oracle), and the last one with all four. `selected_step` is the checkpoint the
+transfer evaluation ranks best (the generator the run saves), to compare with the last one. Writes one
+JSON per variant.
 
     python benchmarks/gpu/cgn_long.py --variant colored --train-seconds 360 --json out.json
 """
@@ -84,8 +87,9 @@ steps -= steps % args.checkpoints
 print(f"probe: {step_seconds * 1000:.1f} ms/step, {overhead:.0f} s one-off -> {steps} steps", flush=True)
 
 cgn_cfg, train_cfg = configs(steps, out)
-train_cfg.checkpointing_steps = steps // args.checkpoints
+train_cfg.checkpointing_steps = train_cfg.eval_steps = steps // args.checkpoints
 train_cfg.checkpoints_total_limit = None  # keep every checkpoint: each is scored
+train_cfg.metric_for_best_model, train_cfg.load_best_model_at_end = "transfer_accuracy", True
 cgn = run_cgn(train_cfg, cgn_cfg, cgn_data)
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -93,20 +97,18 @@ config = CGNConfig.from_pretrained(out)
 checkpoints = {}
 for k in range(1, args.checkpoints + 1):
     step = k * steps // args.checkpoints
-    if k == args.checkpoints:
-        generator = CounterfactualGenerativeNetwork.from_pretrained(out)
-        which = ("original", "cgn", "both", "oracle")
-    else:  # accelerate's save_state of the CGNGAN wrapper: the generator's weights under "generator."
-        state = load_file(os.path.join(out, "checkpoints", f"checkpoint_{k - 1}", "model.safetensors"))
-        generator = CounterfactualGenerativeNetwork(config)
-        prefix = "generator_ema." if args.ema_decay else "generator."
-        generator.load_state_dict({n[len(prefix) :]: t for n, t in state.items() if n.startswith(prefix)})
-        which = ("cgn", "oracle")
+    # accelerate's save_state of the CGNGAN wrapper: the generator's weights under "generator."
+    state = load_file(os.path.join(out, "checkpoints", f"checkpoint_{k - 1}", "model.safetensors"))
+    generator = CounterfactualGenerativeNetwork(config)
+    prefix = "generator_ema." if args.ema_decay else "generator."
+    generator.load_state_dict({n[len(prefix) :]: t for n, t in state.items() if n.startswith(prefix)})
+    which = ("original", "cgn", "both", "oracle") if k == args.checkpoints else ("cgn", "oracle")
     generator.to(device).eval()
     scores = score_generator(generator, biased, oracle, quick, os.path.join(out, f"score_{step}"), args.seed, False,
                              which=which)  # fmt: skip
-    checkpoints[step] = scores
-    print(f"step {step}: cgn_vs_oracle {scores['cgn_vs_oracle']:.3f}", flush=True)
+    checkpoints[step] = {**scores, "transfer_accuracy": cgn["transfer_accuracy"][str(step)]}
+    print(f"step {step}: cgn_vs_oracle {scores['cgn_vs_oracle']:.3f}, transfer {checkpoints[step]['transfer_accuracy']:.3f}", flush=True)  # fmt: skip
+generator = CounterfactualGenerativeNetwork.from_pretrained(out).to(device)  # the selected one
 save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png"), seed=args.seed)
 
 result = {
@@ -132,6 +134,8 @@ result = {
     },
     "checkpoints": checkpoints,
     "final": checkpoints[steps],
+    "selected_step": cgn["best_step"],
+    "selected": checkpoints[cgn["best_step"]],
     "seconds": time.perf_counter() - start,
 }
 with open(args.json, "w") as f:
@@ -145,6 +149,7 @@ print(
             "compile": compiled,
             "batch": args.batch,
             **{s: round(c["cgn_vs_oracle"], 3) for s, c in checkpoints.items()},
+            "selected_step": cgn["best_step"],
         }
     )
 )

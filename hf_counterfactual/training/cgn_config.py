@@ -28,6 +28,9 @@ class CgnTrainConfig:
         lambda_adv: weight of the generator's LSGAN term.
         lambda_binary: weight of L_binary, the mask's binary entropy.
         lambda_mask: weight of L_mask, the mask-size hinge max(0, 0.1 - mean m) + max(0, mean m - 0.9).
+        transfer_eval_images, transfer_per_image, transfer_epochs: the evaluation every
+            `TrainingConfig.eval_steps` (`counterfactual_transfer_accuracy`, metric "transfer_accuracy":
+            set it as `metric_for_best_model` with `load_best_model_at_end` to keep the best generator).
         eval_samples: generated samples (random, independent mechanism classes) for the mask statistics.
         eval_seed: seed of those samples.
     """
@@ -91,6 +94,19 @@ class CgnTrainConfig:
             "and save it as the trained generator (0 = off, save the last weights)."
         },
     )
+    transfer_eval_images: int = field(
+        default=2000,
+        metadata={
+            "help": "With TrainingConfig.eval_steps: real training images whose labels the counterfactuals of "
+            "the transfer evaluation take and on which its classifier is scored."
+        },
+    )
+    transfer_per_image: int = field(
+        default=2, metadata={"help": "Counterfactuals per real image in the transfer evaluation."}
+    )
+    transfer_epochs: int = field(
+        default=3, metadata={"help": "Epochs of the transfer evaluation's classifier."}
+    )
     eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
 
@@ -101,6 +117,11 @@ class CgnTrainConfig:
             raise ValueError(f"num_train must be >= 1, got {self.num_train}.")
         if self.border_width < 1 or 2 * self.border_width >= self.image_size:
             raise ValueError(f"border_width must be in [1, {self.image_size // 2}), got {self.border_width}.")
+        if min(self.transfer_eval_images, self.transfer_per_image, self.transfer_epochs) < 1:
+            raise ValueError(
+                "transfer_eval_images, transfer_per_image and transfer_epochs must be >= 1, got "
+                f"{self.transfer_eval_images}, {self.transfer_per_image}, {self.transfer_epochs}."
+            )
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -22,15 +22,19 @@ the wrapper (not its parts), so DDP sees one forward per step.
 
 The run saves the generator to `output_dir` (`CounterfactualGenerativeNetwork.from_pretrained`; with
 `ema_decay` > 0 the moving average of its weights), the discriminator to `output_dir/discriminator`
-and writes metrics.json.
+and writes metrics.json. With `TrainingConfig.eval_steps` it scores the generator every eval_steps by
+`counterfactual_transfer_accuracy` (on biased data alone) and, with `load_best_model_at_end`, saves the
+best-scoring one: long GAN runs wander, and the last step is often not the best.
 """
 
 import copy
+import json
 import logging
 import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -58,8 +62,10 @@ from ..models.cgn import (
     style_loss,
 )
 from .cgn_config import CgnTrainConfig
+from .classification import build_image_classifier
 from .config import TrainingConfig
 from .loop import make_accelerator, train
+from .pat_config import TINY_RESNET
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +309,54 @@ def mask_iou_vs_data(
     return class_mask_iou(masks, shapes, real, torch.tensor(rows["label"]), k)
 
 
+def counterfactual_transfer_accuracy(
+    generator: CounterfactualGenerativeNetwork,
+    real: datasets.Dataset,
+    per_image: int = 2,
+    epochs: int = 3,
+    seed: int = 0,
+    backbone_config: dict = TINY_RESNET,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+) -> float:
+    """Accuracy on the `real` images of a classifier trained only on counterfactuals of their labels.
+
+    Texture and background classes are drawn independently of the shape class, so the classifier can learn
+    shapes alone, and its accuracy on real images says whether the generator draws the real classes'
+    shapes. It needs no unbiased data (`real` may be the biased training set, which the classifier never
+    sees), so it can rank a run's checkpoints; on the quick benchmark it tracks the accuracy on the
+    unbiased test set (correlation 0.90 over 18 generators). The classifier (default: the bench's tiny
+    ResNet) is fitted by a plain AdamW loop, not the shared one: this runs inside a training run.
+    """
+    real_batch = CgnCollator(generator.config.image_size)(list(real.select_columns(["image", "label"])))
+    real_pixels, real_labels = real_batch["pixel_values"].to(generator.device), real_batch["labels"]
+    k = generator.config.num_classes
+    rng = torch.Generator().manual_seed(seed)
+    shapes = real_labels.repeat(per_image)
+    others = torch.randint(0, k, (2, len(shapes)), generator=rng)
+    images = torch.cat([
+        generator.generate(shapes[i : i + 256], *others[:, i : i + 256], seed=seed + i).images
+        for i in range(0, len(shapes), 256)
+    ])  # fmt: skip
+    shapes = shapes.to(generator.device)
+    torch.manual_seed(seed)
+    classifier = build_image_classifier(backbone_config, [str(c) for c in range(k)]).to(generator.device)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=learning_rate, weight_decay=1e-4)
+    classifier.train()
+    for _ in range(epochs):
+        for index in torch.randperm(len(images), generator=rng).split(batch_size):
+            loss = classifier(pixel_values=images[index], labels=shapes[index]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    classifier.eval()
+    with torch.no_grad():
+        predicted = torch.cat(
+            [classifier(pixel_values=x).logits.argmax(-1).cpu() for x in real_pixels.split(256)]
+        )
+    return (predicted == real_labels).float().mean().item()
+
+
 def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.DatasetDict | None = None) -> dict:
     """Train the CGN on a CGN-variant benchmark, save generator and discriminator, write metrics.json.
 
@@ -348,9 +402,22 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         cfg.ema_decay,
         cfg.lambda_mode_seeking,
     )
+    transfer_rows = train_split.select(range(min(cfg.transfer_eval_images, len(train_split))))
+
+    def evaluate(gan: CGNGAN) -> dict[str, float]:  # on the main process; the loop shares the result
+        if not accelerator.is_main_process:
+            return {}
+        generator = gan.generator if gan.generator_ema is None else gan.generator_ema
+        accuracy = counterfactual_transfer_accuracy(
+            generator, transfer_rows, cfg.transfer_per_image, cfg.transfer_epochs, cfg.eval_seed
+        )
+        return {"transfer_accuracy": accuracy}
+
     step = CgnStep()
     start = time.perf_counter()
-    gan = train(train_cfg, gan, train_split, CgnCollator(cfg.image_size), step, accelerator)
+    gan = train(
+        train_cfg, gan, train_split, CgnCollator(cfg.image_size), step, accelerator, evaluate=evaluate
+    )
     results = {
         "train_seconds": time.perf_counter() - start,
         "step_seconds": step.step_seconds(),
@@ -362,6 +429,10 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         },
         "final_losses": step.final_losses(),
     }
+    if train_cfg.eval_steps and accelerator.is_main_process:  # trainer_state.json has every evaluation
+        state = json.loads(Path(train_cfg.output_dir, "trainer_state.json").read_text())
+        results["transfer_accuracy"] = {str(e["step"]): e["transfer_accuracy"] for e in state["eval_history"]}
+        results["best_step"] = state["best_step"]
     generator = gan.generator
     if gan.generator_ema is not None:
         gan.update_ema()  # the last optimizer step

@@ -3,10 +3,12 @@
 import copy
 import json
 import os
+import types
 
 import numpy as np
 import PIL.Image
 import pytest
+import safetensors.torch
 import torch
 
 from hf_counterfactual.models.cgn import (
@@ -17,7 +19,14 @@ from hf_counterfactual.models.cgn import (
 )
 from hf_counterfactual.training import TrainingConfig
 from hf_counterfactual.training.cgn_config import CgnTrainConfig
-from hf_counterfactual.training.cgn_trainer import CGNGAN, CgnCollator, CgnStep, class_mask_iou, run_cgn
+from hf_counterfactual.training.cgn_trainer import (
+    CGNGAN,
+    CgnCollator,
+    CgnStep,
+    class_mask_iou,
+    counterfactual_transfer_accuracy,
+    run_cgn,
+)
 from hf_counterfactual.training.recipes import load_recipe
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "cgn", "colored_small.yaml")
@@ -283,3 +292,68 @@ def test_style_term_joins_the_generator_loss_only():
     torch.testing.assert_close(out.discriminator_loss, plain_out.discriminator_loss)
     out.generator_loss.backward()
     assert all(p.grad is None for p in styled.discriminator.parameters())
+
+
+class ShapeCopyingGenerator:
+    """A 'perfect CGN' for the transfer test: for shape class c it returns a real image of class c taken
+    from the unbiased twin (colours drawn at random), whatever texture / background were asked for."""
+
+    def __init__(self, oracle_images: torch.Tensor, oracle_labels: torch.Tensor):
+        self.images, self.labels = oracle_images, oracle_labels
+        self.config = CGNConfig(image_size=oracle_images.shape[-1])
+        self.device = torch.device("cpu")
+
+    def generate(self, shape_labels, texture_labels, background_labels, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        picks = [
+            self.images[(self.labels == c).nonzero()[torch.randint(int((self.labels == c).sum()), (), generator=g)]]
+            for c in shape_labels.tolist()
+        ]  # fmt: skip
+        return types.SimpleNamespace(images=torch.cat(picks))
+
+
+def test_transfer_accuracy_is_high_for_real_shapes_and_near_chance_for_an_untrained_generator():
+    from hf_counterfactual.data import load_item_source
+    from hf_counterfactual.data.cgn_variants import CgnVariantConfig, build_cgn_variant
+
+    items = load_item_source("digits")
+    sizes = {"variant": "colored", "num_train": 600, "num_validation": 0, "num_test": 0, "seed": 0}
+    biased = build_cgn_variant(CgnVariantConfig(**sizes), items)["train"]
+    oracle = build_cgn_variant(CgnVariantConfig(bias=False, **sizes), items)["train"]
+    batch = CgnCollator(32)(list(oracle.select_columns(["image", "label"])))
+    perfect = ShapeCopyingGenerator(batch["pixel_values"], batch["labels"])
+    torch.manual_seed(0)
+    untrained = CounterfactualGenerativeNetwork(CGNConfig(**TINY))
+    real = biased.select(range(300))
+    scores = {
+        name: counterfactual_transfer_accuracy(g, real, per_image=2, epochs=3)
+        for name, g in (("perfect", perfect), ("untrained", untrained))
+    }
+    assert scores["perfect"] > 0.6 and scores["untrained"] < 0.3, scores
+    assert counterfactual_transfer_accuracy(untrained, real, per_image=2, epochs=3) == scores["untrained"]
+
+
+def test_run_with_evaluation_keeps_the_best_generator(tmp_path):
+    out = tmp_path / "run"
+    train_cfg = TrainingConfig(
+        output_dir=str(out), max_steps=4, batch_size=8, learning_rate=2e-3, adam_beta1=0.5,
+        lr_scheduler="constant", warmup_ratio=0.0, disable_progress_bar=True, eval_steps=2,
+        metric_for_best_model="transfer_accuracy", load_best_model_at_end=True,
+    )  # fmt: skip
+    cfg = CgnTrainConfig(
+        item_source="digits",
+        num_train=24,
+        eval_samples=16,
+        transfer_eval_images=16,
+        transfer_epochs=1,
+        **TINY,
+    )
+    metrics = run_cgn(train_cfg, cfg)
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert set(metrics["transfer_accuracy"]) == {"2", "4"}
+    assert metrics["best_step"] == state["best_step"]
+    assert metrics["transfer_accuracy"][str(state["best_step"])] == max(metrics["transfer_accuracy"].values())
+    saved = CounterfactualGenerativeNetwork.from_pretrained(str(out)).state_dict()
+    best = safetensors.torch.load_file(str(out / "best_model" / "model.safetensors"))
+    for name, value in saved.items():
+        torch.testing.assert_close(best[f"generator.{name}"], value, msg=name)
