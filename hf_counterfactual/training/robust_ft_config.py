@@ -23,6 +23,9 @@ class RobustFtConfig:
         train_split: split trained on; eval_splits: splits scored (None: every other split).
         id_split: split whose accuracy is reported as `id_accuracy`; `ood_accuracy` is the mean over the
             eval splits with "ood" in their name.
+        selection_split: held-out split scored every `TrainingConfig.eval_steps` as "<split>_accuracy" (the
+            paper selects its model on held-out train images: set that metric as `metric_for_best_model`
+            with `load_best_model_at_end`).
         image_column, label_column: columns of the images and the class ids (a `ClassLabel`).
         class_names: names in the CLIP prompts (None: the label names, lower case).
         templates: prompt templates of the CLIP zero-shot head.
@@ -53,6 +56,10 @@ class RobustFtConfig:
     id_split: str | None = field(
         default="test_id",
         metadata={"help": "Split of id_accuracy (ood_accuracy: mean over splits named *ood*)."},
+    )
+    selection_split: str = field(
+        default="validation",
+        metadata={"help": "Held-out split scored every TrainingConfig.eval_steps, for model selection."},
     )
     image_column: str = field(default="image", metadata={"help": "Column of the images."})
     label_column: str = field(default="label", metadata={"help": "Column of the class ids (ClassLabel)."})

@@ -8,7 +8,8 @@ teacher of the distillation variants and the zero-shot end of WiSE-FT. The loop 
 processor), loadable with `AutoModelForImageClassification.from_pretrained` once `hf_counterfactual.robust` is
 imported. metrics.json (and the model card built from it) holds the accuracy per split of the trained model,
 the zero-shot model and each WiSE-FT mix, and `step_seconds`, the mean wall time of an optimizer step, for
-step-cost comparisons between variants.
+step-cost comparisons between variants. With `TrainingConfig.eval_steps` the student is scored on
+`selection_split` along the way (trainer_state.json), for the paper's model selection on held-out images.
 """
 
 import copy
@@ -133,10 +134,16 @@ def build_fine_tuner(
     )
 
 
-def mean_step_seconds(starts: list[float], accumulation: int) -> float:
+def mean_step_seconds(
+    starts: list[float], accumulation: int, pauses: dict[int, float] | None = None
+) -> float:
     """Mean seconds per optimizer step from the start times of the micro-steps; the first interval (warm-up)
-    is left out when there are others."""
+    is left out when there are others. `pauses` maps an interval's index to seconds spent in it on other
+    work (evaluations), which are taken out."""
     intervals = np.diff(starts)
+    for index, seconds in (pauses or {}).items():
+        if index < len(intervals):
+            intervals[index] -= seconds
     intervals = intervals[1:] if len(intervals) > 1 else intervals
     return float(intervals.mean() * accumulation) if len(intervals) else float("nan")
 
@@ -159,7 +166,8 @@ def run_robust_ft(
     if data is None:
         data = load_robust_ft_data(cfg, image_size, seed=train_cfg.seed)
     splits = cfg.eval_splits or [s for s in data if s != cfg.train_split]
-    missing = {cfg.train_split, *splits} - set(data)
+    selection = [cfg.selection_split] if train_cfg.eval_steps else []
+    missing = {cfg.train_split, *splits, *selection} - set(data)
     if missing:
         raise ValueError(f"the dataset has splits {sorted(data)}; missing {sorted(missing)}.")
     label_names = data[cfg.train_split].features[cfg.label_column].names
@@ -195,10 +203,20 @@ def run_robust_ft(
                 masked.append(logs["masked_fraction"])
             return out.loss, logs
 
+        pauses = {}
+
+        def select(fine_tuner: MaskedCounterfactualFineTuner) -> dict[str, float]:
+            begin = time.perf_counter()
+            scores = split_accuracies(fine_tuner.student, **{**evaluate, "splits": selection})
+            pauses[len(starts) - 1] = time.perf_counter() - begin  # not a training step's time
+            return {f"{cfg.selection_split}_accuracy": scores["accuracy"][cfg.selection_split]}
+
         start = time.perf_counter()
-        fine_tuner = train(train_cfg, fine_tuner, data[cfg.train_split], collator, step, accelerator)
+        fine_tuner = train(
+            train_cfg, fine_tuner, data[cfg.train_split], collator, step, accelerator, evaluate=select
+        )
         results.update(
-            step_seconds=mean_step_seconds(starts, train_cfg.gradient_accumulation_steps),
+            step_seconds=mean_step_seconds(starts, train_cfg.gradient_accumulation_steps, pauses),
             steps=len(starts) // train_cfg.gradient_accumulation_steps,
             train_seconds=time.perf_counter() - start,
             trainable_parameters=sum(p.numel() for p in fine_tuner.parameters() if p.requires_grad),

@@ -8,6 +8,7 @@ import sys
 import datasets
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from transformers import AutoModelForImageClassification
@@ -18,7 +19,7 @@ from hf_counterfactual.training import TrainingConfig
 from hf_counterfactual.training.classification import image_processor_for
 from hf_counterfactual.training.recipes import load_recipe
 from hf_counterfactual.training.robust_ft_config import RobustFtConfig
-from hf_counterfactual.training.robust_ft_trainer import run_robust_ft
+from hf_counterfactual.training.robust_ft_trainer import mean_step_seconds, run_robust_ft
 from tests.robust.tiny_clip import one_thread, tiny_clip  # noqa: F401 (one_thread: a fixture)
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "robust_ft", "masked_cf_small.yaml")
@@ -150,6 +151,37 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(base, tmp_path, monkeyp
     got = ClipImageClassifier.from_pretrained(tmp_path / "resumed").state_dict()
     for name, value in full.items():
         torch.testing.assert_close(got[name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_model_selection_keeps_the_best_validation_accuracy(base, tmp_path):
+    """Scored on the validation split after each of 4 steps: the saved student is the first best-scoring one
+    (not the last), and its validation accuracy in metrics.json is that best score."""
+    data = synthetic_data()
+    run = {"max_steps": 4, "learning_rate": 1e-2, "wise_alphas": (), "eval_splits": ["validation"]}
+    train_cfg, cfg = configs(tmp_path / "run", base, **run, eval_steps=1, load_best_model_at_end=True,
+                             metric_for_best_model="validation_accuracy")  # fmt: skip
+    metrics = run_robust_ft(train_cfg, cfg, data)
+    _reset_accelerate()
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    scores = [e["validation_accuracy"] for e in state["eval_history"]]
+    assert [e["step"] for e in state["eval_history"]] == [1, 2, 3, 4]
+    assert state["best_metric"] == max(scores) == metrics["masked_cf"]["accuracy"]["validation"]
+    assert state["best_step"] == 1 + scores.index(max(scores))
+    assert metrics["steps"] == 4 and metrics["step_seconds"] > 0
+    best = safetensors.torch.load_file(str(tmp_path / "run" / "best_model" / "model.safetensors"))
+    saved = ClipImageClassifier.from_pretrained(tmp_path / "run").state_dict()
+    for name, value in saved.items():
+        torch.testing.assert_close(best[f"student.{name}"], value, atol=0, rtol=0, msg=name)
+
+    cfg.selection_split = "heldout"
+    with pytest.raises(ValueError, match=r"missing \['heldout'\]"):
+        run_robust_ft(train_cfg, cfg, data)
+
+
+def test_step_seconds_leave_out_warm_up_and_evaluations():
+    starts = [0.0, 5.0, 6.0, 9.5, 10.5]  # warm-up 5 s; a 2.5 s evaluation after the third step
+    assert mean_step_seconds(starts, 1, {2: 2.5}) == 1.0
+    assert mean_step_seconds(starts, 2, {2: 2.5}) == 2.0  # two micro-steps per optimizer step
 
 
 def test_recipe_has_the_paper_settings():
