@@ -132,6 +132,11 @@ def run_robust_ft_benchmark(
         run_robust_ft_seed(s, scale, output_dir, show_progress, item_source)
         for s in seeds or SCALES[scale]["seeds"]
     ]
+    return summarize_robust_ft(per_seed, scale, time.perf_counter() - start)
+
+
+def summarize_robust_ft(per_seed: list[dict], scale: str, seconds: float) -> dict:
+    """The benchmark's JSON from `run_robust_ft_seed` results (also of seeds run in separate processes)."""
     names = list(per_seed[0]["models"])
     models = {
         name: {
@@ -167,8 +172,8 @@ def run_robust_ft_benchmark(
         "targets": TARGETS,
         "targets_met": targets_met,
         "per_seed": per_seed,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
 
 
-__all__ = ["SCALES", "run_robust_ft_benchmark", "run_robust_ft_seed"]
+__all__ = ["SCALES", "run_robust_ft_benchmark", "run_robust_ft_seed", "summarize_robust_ft"]

@@ -95,7 +95,7 @@ class CgnTrainConfig:
         },
     )
     transfer_eval_images: int = field(
-        default=2000,
+        default=5000,
         metadata={
             "help": "With TrainingConfig.eval_steps: real training images whose labels the counterfactuals of "
             "the transfer evaluation take and on which its classifier is scored."

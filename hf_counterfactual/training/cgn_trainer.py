@@ -30,6 +30,7 @@ best-scoring one: long GAN runs wander, and the last step is often not the best.
 import copy
 import json
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -324,9 +325,9 @@ def counterfactual_transfer_accuracy(
     Texture and background classes are drawn independently of the shape class, so the classifier can learn
     shapes alone, and its accuracy on real images says whether the generator draws the real classes'
     shapes. It needs no unbiased data (`real` may be the biased training set, which the classifier never
-    sees), so it can rank a run's checkpoints; on the quick benchmark it tracks the accuracy on the
-    unbiased test set (correlation 0.90 over 18 generators). The classifier (default: the bench's tiny
-    ResNet) is fitted by a plain AdamW loop, not the shared one: this runs inside a training run.
+    sees), so it can rank a run's checkpoints (benchmarks/README.md: CGN, checkpoint selection). The
+    classifier (default: the bench's tiny ResNet) is fitted by a plain AdamW loop with a cosine-decayed lr,
+    not the shared loop: this runs inside a training run, and a nested Accelerator would share its state.
     """
     real_batch = CgnCollator(generator.config.image_size)(list(real.select_columns(["image", "label"])))
     real_pixels, real_labels = real_batch["pixel_values"].to(generator.device), real_batch["labels"]
@@ -342,6 +343,10 @@ def counterfactual_transfer_accuracy(
     torch.manual_seed(seed)
     classifier = build_image_classifier(backbone_config, [str(c) for c in range(k)]).to(generator.device)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=learning_rate, weight_decay=1e-4)
+    # decayed to 0: the last weights are not one noisy step of a constant-lr walk
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, epochs * math.ceil(len(images) / batch_size)
+    )
     classifier.train()
     for _ in range(epochs):
         for index in torch.randperm(len(images), generator=rng).split(batch_size):
@@ -349,6 +354,7 @@ def counterfactual_transfer_accuracy(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
     classifier.eval()
     with torch.no_grad():
         predicted = torch.cat(

@@ -32,6 +32,10 @@ def test_bench_cgn_smoke_writes_every_figure(tmp_path):
     assert 0.0 < figures["mask_mean"] < 1.0 and figures["images_per_second"] > 0
     assert (tmp_path / "colored" / "counterfactual_grid.png").is_file()
     assert set(result["targets_met"]) == {"colored"}
+    # the smoke scale evaluates every 2 of its 4 steps and keeps the generator that transfers best
+    transfer = figures["cgn_transfer_accuracy"]
+    assert set(transfer) == {"2", "4"} and figures["cgn_selected_step"] in (2, 4)
+    assert transfer[str(figures["cgn_selected_step"])] == max(transfer.values())
     json.dumps(result)
 
 
@@ -67,6 +71,10 @@ def test_torch_compile_compiles_the_gan_step_and_drops_the_partial_batch(tmp_pat
     assert train_cfg.torch_compile_mode == ("reduce-overhead" if torch.cuda.is_available() else None)
     _, eager = cgn_configs("colored", SCALES["quick"], 0, str(tmp_path))
     assert not eager.torch_compile and not eager.dataloader_drop_last
+    assert eager.eval_steps is None  # --quick: no checkpoint selection (its time budget)
+    _, full = cgn_configs("colored", SCALES["full"], 0, str(tmp_path))
+    assert (full.eval_steps, full.metric_for_best_model, full.load_best_model_at_end) == (
+        5625, "transfer_accuracy", True)  # fmt: skip
 
 
 def test_bench_cgn_rejects_unknown_scale_and_variant():
