@@ -340,8 +340,10 @@ def counterfactual_transfer_accuracy(
         for i in range(0, len(shapes), 256)
     ])  # fmt: skip
     shapes = shapes.to(generator.device)
-    torch.manual_seed(seed)
-    classifier = build_image_classifier(backbone_config, [str(c) for c in range(k)]).to(generator.device)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
+        torch.manual_seed(seed)
+        classifier = build_image_classifier(backbone_config, [str(c) for c in range(k)])
+    classifier.to(generator.device)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=learning_rate, weight_decay=1e-4)
     # decayed to 0: the last weights are not one noisy step of a constant-lr walk
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
