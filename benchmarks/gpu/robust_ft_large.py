@@ -49,6 +49,9 @@ p.add_argument(
     help="w of ft_distill and masked-CF FT (a sweep).",
 )
 p.add_argument(
+    "--masking-threshold", type=float, help="CAM threshold t of masked-CF FT (default: the paper's 0.3)."
+)
+p.add_argument(
     "--reuse-pretrained", action="store_true", help="Use the CLIP already pre-trained under --output-dir."
 )
 p.add_argument("--deadline-seconds", type=float, default=1e9, help="Start no new model after this long.")
@@ -90,11 +93,15 @@ for bias in args.bias:
     data = build_background_shift(BackgroundShiftConfig(**shift, bias=bias))
     runs = result["bias"][str(bias)] = {}
     object_single = {"masking_strategy": "object", "masking_refill": "single"}
+    threshold = ""
+    if args.masking_threshold is not None:
+        object_single["masking_threshold"] = args.masking_threshold
+        threshold = f"_t{args.masking_threshold:g}"
     variants = [(v, "", {}) for v in ("zero_shot", "vanilla_ft")]
     for w in args.distill_weights:  # w = 30 keeps the names of the first runs
         suffix = "" if w == 30 else f"_w{w:g}"
         variants += [("ft_distill", suffix, {"distill_weight": w})]
-        variants += [("masked_cf_object_single", suffix, {**object_single, "distill_weight": w})]
+        variants += [("masked_cf_object_single", suffix + threshold, {**object_single, "distill_weight": w})]
     for base_name, suffix, settings in (v for v in variants if v[0] in args.variants):
         name = base_name + suffix
         if time.perf_counter() - start > args.deadline_seconds:
