@@ -443,7 +443,8 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         results["best_step"] = state["best_step"]
     generator = gan.generator
     if gan.generator_ema is not None:
-        gan.update_ema()  # the last optimizer step
+        if not train_cfg.load_best_model_at_end:  # else keep the average exactly as it was evaluated
+            gan.update_ema()  # the last optimizer step
         generator = gan.generator_ema
     if accelerator.is_main_process:
         generator.save_pretrained(train_cfg.output_dir)
