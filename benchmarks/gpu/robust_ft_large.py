@@ -52,6 +52,11 @@ p.add_argument(
     "--masking-threshold", type=float, help="CAM threshold t of masked-CF FT (default: the paper's 0.3)."
 )
 p.add_argument(
+    "--select-every",
+    type=int,
+    help="Score the validation split every N steps and keep the best model (the paper's model selection).",
+)
+p.add_argument(
     "--reuse-pretrained", action="store_true", help="Use the CLIP already pre-trained under --output-dir."
 )
 p.add_argument("--deadline-seconds", type=float, default=1e9, help="Start no new model after this long.")
@@ -111,9 +116,14 @@ for bias in args.bias:
         cfg = RobustFtConfig(
             base_model=base, variant=variant, eval_splits=EVAL_SPLITS, wise_alphas=[WISE_ALPHA], **settings
         )
+        select = {}
+        if args.select_every:
+            name += "_selected"
+            select = {"eval_steps": args.select_every, "metric_for_best_model": "validation_accuracy",
+                      "load_best_model_at_end": True}  # fmt: skip
         ft = _train_config(
             os.path.join(args.output_dir, f"bias{bias}", name), args.seed, args.ft_epochs, False,
-            learning_rate=args.ft_lr,
+            learning_rate=args.ft_lr, **select,
         )  # fmt: skip
         metrics = run_robust_ft(ft, cfg, data)
         runs[name] = {**_scores(metrics, variant), "step_seconds": metrics.get("step_seconds")}
