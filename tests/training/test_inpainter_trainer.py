@@ -15,6 +15,7 @@ from hf_counterfactual.training import TrainingConfig, train
 from hf_counterfactual.training.inpainter_config import InpainterTrainConfig
 from hf_counterfactual.training.inpainter_trainer import inpainter_step_fn, run_inpainter
 from hf_counterfactual.training.recipes import load_recipe
+from tests.training.test_loop import interrupted_at
 
 RECIPE = os.path.join(
     os.path.dirname(__file__), "..", "..", "recipes", "inpainter", "localisation_small.yaml"
@@ -93,17 +94,9 @@ def test_resumed_run_draws_the_same_masks(tmp_path):
                               checkpointing_steps=2, learning_rate=1e-2, **kwargs)  # fmt: skip
 
     full = train(config(tmp_path / "a"), _tiny_unet(), data, collate, step)
-    calls = 0
-
-    def crashing_step(model, batch):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt("simulated interruption")
-        return step(model, batch)
 
     with pytest.raises(KeyboardInterrupt):
-        train(config(tmp_path / "b"), _tiny_unet(), data, collate, crashing_step)
+        train(config(tmp_path / "b"), _tiny_unet(), data, collate, interrupted_at(3, step))
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     resumed = train(

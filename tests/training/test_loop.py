@@ -46,6 +46,20 @@ def run_config(output_dir, **kwargs) -> TrainingConfig:
     return TrainingConfig(**{**defaults, **kwargs})
 
 
+def interrupted_at(call: int, step_fn=model_loss_step):
+    """`step_fn`, raising KeyboardInterrupt at its `call`-th call: a run stopped mid-training."""
+    calls = 0
+
+    def step(model, batch):
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt("simulated interruption")
+        return step_fn(model, batch)
+
+    return step
+
+
 def test_training_reduces_loss_and_saves_safetensors(tmp_path):
     torch.manual_seed(0)
     backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
@@ -89,18 +103,9 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
         default_collate,
     )
 
-    calls = 0
-
-    def crashing_step(model, batch):
-        nonlocal calls
-        calls += 1
-        if calls == 4:
-            raise KeyboardInterrupt("simulated interruption")
-        return model_loss_step(model, batch)
-
     config_b = run_config(tmp_path / "b", max_steps=6, checkpointing_steps=3)
     with pytest.raises(KeyboardInterrupt):
-        train(config_b, tiny_vit_pat(dropout=0.2), data, default_collate, step_fn=crashing_step)
+        train(config_b, tiny_vit_pat(dropout=0.2), data, default_collate, step_fn=interrupted_at(4))
     assert os.listdir(tmp_path / "b" / "checkpoints") == ["checkpoint_0"]
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
@@ -285,20 +290,12 @@ def test_resumed_run_remembers_the_best_evaluation(tmp_path):
         tmp_path / "run", max_steps=6, lr_scheduler="constant", eval_steps=2, checkpointing_steps=2,
         metric_for_best_model="score", load_best_model_at_end=True,
     )  # fmt: skip
-    calls = 0
-
-    def crashing_step(model, batch):
-        nonlocal calls
-        calls += 1
-        if calls == 5:
-            raise KeyboardInterrupt("simulated interruption")
-        return model_loss_step(model, batch)
 
     def evaluate(model):
         return {"score": next(scores)}
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, crashing_step, evaluate=evaluate)  # fmt: skip
+        train(config, tiny_vit_pat(dropout=0.2), toy_dataset(16), default_collate, interrupted_at(5), evaluate=evaluate)  # fmt: skip
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     config.resume_from_checkpoint = "latest"
