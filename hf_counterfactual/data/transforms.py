@@ -85,6 +85,7 @@ class _ImageBatching:
     image_column: str
     skipped: int
     resize = True  # False: an image of another size is an error (models that generate at one size)
+    center_crop = False  # True: resize the short side to image_size, then crop the centre square
 
     def __post_init__(self) -> None:
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
@@ -119,8 +120,21 @@ class _ImageBatching:
                     f"images must be {self.image_size}x{self.image_size}, got {image.size[0]}x{image.size[1]}; "
                     "build the data with the run's image_size."
                 )
-            image = image.resize((self.image_size, self.image_size), PIL.Image.Resampling.BILINEAR)
+            image = self._resized(image)
         return np.asarray(image)
+
+    def _resized(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        """`image` at image_size x image_size: squashed, or (center_crop) short side resized then the centre
+        cropped, rounding as transformers' image processors do."""
+        side = self.image_size
+        if not self.center_crop:
+            return image.resize((side, side), PIL.Image.Resampling.BILINEAR)
+        width, height = image.size
+        short, long = min(width, height), max(width, height)
+        size = (side, int(side * long / short)) if width <= height else (int(side * long / short), side)
+        image = image.resize(size, PIL.Image.Resampling.BILINEAR)
+        left, top = (size[0] - side) // 2, (size[1] - side) // 2
+        return image.crop((left, top, left + side, top + side))
 
     def _collate(self, examples: list[dict], target_of) -> tuple[torch.Tensor, list]:
         """Pixel values of the decodable rows and `target_of(example, index)` of each (checked first)."""
@@ -252,7 +266,8 @@ class MultiLabelCollator(_ImageBatching):
 class ImageClassificationCollator(_ImageBatching):
     """Collate rows with one class id each into `pixel_values` (B, 3, S, S) and `labels` (B,) int64.
 
-    Images are handled as by `MultiLabelCollator`. The default mean 0 / std 1 keeps pixels in [0, 1],
+    Images are handled as by `MultiLabelCollator`, or with `center_crop` resized on the short side and
+    cropped in the centre (CLIP's preprocessing). The default mean 0 / std 1 keeps pixels in [0, 1],
     the range the infillers and inpainter of `hf_counterfactual.explain` work in.
     """
 
@@ -263,6 +278,7 @@ class ImageClassificationCollator(_ImageBatching):
     convert_rgb: bool = True
     image_column: str = "image"
     label_column: str = "label"
+    center_crop: bool = False
     skipped: int = field(default=0, init=False)
 
     def _class_id(self, example: dict, index: int) -> int:

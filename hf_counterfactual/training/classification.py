@@ -12,6 +12,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from transformers import AutoConfig, AutoModelForImageClassification
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from ..data import ImageClassificationCollator
@@ -36,8 +37,18 @@ def build_image_classifier(backbone_config: dict, label_names: list[str]) -> tor
     return AutoModelForImageClassification.from_config(config)
 
 
-def image_processor_for(collator: ImageClassificationCollator) -> ViTImageProcessorPil:
+def image_processor_for(
+    collator: ImageClassificationCollator,
+) -> ViTImageProcessorPil | CLIPImageProcessorPil:
     """The HF image processor that prepares images as `collator` does (bilinear resize, scale, normalise)."""
+    if collator.center_crop:
+        return CLIPImageProcessorPil(
+            size={"shortest_edge": collator.image_size},
+            crop_size={"height": collator.image_size, "width": collator.image_size},
+            resample=PIL.Image.Resampling.BILINEAR,
+            image_mean=list(collator.image_mean),
+            image_std=list(collator.image_std),
+        )
     return ViTImageProcessorPil(
         size={"height": collator.image_size, "width": collator.image_size},
         resample=PIL.Image.Resampling.BILINEAR,

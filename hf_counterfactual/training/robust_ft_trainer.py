@@ -13,10 +13,11 @@ step-cost comparisons between variants. With `TrainingConfig.eval_steps` the stu
 """
 
 import copy
+import dataclasses
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import datasets
 import numpy as np
@@ -27,6 +28,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from ..data import ImageClassificationCollator
 from ..data.background_shift import BackgroundShiftConfig, build_background_shift
+from ..data.imagenet import class_groups, grouped_logits, imagenet_class_names, imagenet_templates
 from ..hub import save_metrics_and_card
 from ..models.adapters import classifier_logits
 from ..models.clip_zero_shot import ClipZeroShotClassifier
@@ -36,16 +38,18 @@ from ..robust.wise_ft import freeze_all_but_head, wise_ft
 from .classification import image_processor_for
 from .config import TrainingConfig
 from .loop import make_accelerator, predict, train
-from .robust_ft_config import RobustFtConfig
+from .robust_ft_config import EvalDataset, RobustFtConfig
 
 logger = logging.getLogger(__name__)
 
 
-def load_zero_shot_model(cfg: RobustFtConfig, class_names: list[str]) -> torch.nn.Module:
+def load_zero_shot_model(
+    cfg: RobustFtConfig, class_names: list[str], templates: list[str]
+) -> torch.nn.Module:
     """The model fine-tuning starts from: CLIP's zero-shot classifier with a trainable head, or the classifier."""
     if AutoConfig.from_pretrained(cfg.base_model).model_type == "clip":
         zero_shot = ClipZeroShotClassifier.from_pretrained(
-            cfg.base_model, class_names, tuple(cfg.templates), attn_implementation="eager"
+            cfg.base_model, class_names, tuple(templates), attn_implementation="eager"
         )
         return ClipImageClassifier.from_zero_shot(zero_shot)
     model = AutoModelForImageClassification.from_pretrained(cfg.base_model, attn_implementation="eager")
@@ -78,39 +82,103 @@ def input_settings(cfg: RobustFtConfig) -> tuple[int, tuple, tuple]:
 
 
 def load_robust_ft_data(cfg: RobustFtConfig, image_size: int, seed: int = 0) -> datasets.DatasetDict:
-    """`dataset_path` from disk, or the background-shift benchmark of `cfg.background_shift`."""
+    """`dataset_path` from disk, `dataset_name` with `load_dataset`, or the background-shift benchmark; with
+    `selection_size`, that many train images held out as `selection_split` when the data has none."""
     if cfg.dataset_path is not None:
-        return datasets.load_from_disk(cfg.dataset_path)
-    shift = BackgroundShiftConfig(**{"seed": seed, "image_size": image_size, **cfg.background_shift})
-    return build_background_shift(shift)
+        data = datasets.load_from_disk(cfg.dataset_path)
+    elif cfg.dataset_name is not None:
+        data = datasets.load_dataset(cfg.dataset_name)
+    else:
+        shift = BackgroundShiftConfig(**{"seed": seed, "image_size": image_size, **cfg.background_shift})
+        data = build_background_shift(shift)
+    if cfg.selection_size and cfg.selection_split not in data and cfg.train_split in data:
+        train = data[cfg.train_split]
+        if cfg.selection_size >= len(train):
+            raise ValueError(
+                f"selection_size {cfg.selection_size} leaves nothing of {len(train)} train images."
+            )
+        held = train.train_test_split(test_size=cfg.selection_size, seed=seed)
+        data = datasets.DatasetDict(
+            {**data, cfg.train_split: held["train"], cfg.selection_split: held["test"]}
+        )
+    return data
+
+
+def prompt_classes(cfg: RobustFtConfig, features: datasets.Features) -> tuple[list[str], list[str]]:
+    """(class names, prompt templates) of the zero-shot head: the config's, its class set's, or the names of
+    the label column's `ClassLabel` (lower case) and "a photo of a {}."."""
+    label = features[cfg.label_column]
+    imagenet = cfg.class_set == "imagenet"
+    names = cfg.class_names or (imagenet_class_names() if imagenet else None)
+    if names is None:
+        if not isinstance(label, datasets.ClassLabel):
+            raise ValueError(
+                f"column {cfg.label_column!r} holds {label}, not a ClassLabel; set class_names or class_set."
+            )
+        names = [name.lower() for name in label.names]
+    if isinstance(label, datasets.ClassLabel) and label.num_classes != len(names):
+        raise ValueError(f"{len(names)} class_names for {label.num_classes} labels.")
+    templates = cfg.templates or (imagenet_templates() if imagenet else ["a photo of a {}."])
+    return list(names), list(templates)
+
+
+@dataclass
+class ScoredSet:
+    """A dataset `split_accuracies` scores: its collator, its class groups (None: the model's classes) and
+    whether it counts into `ood_accuracy`."""
+
+    data: datasets.Dataset
+    collator: ImageClassificationCollator
+    groups: list[list[int]] | None = None
+    ood: bool = False
+
+
+def scored_sets(
+    cfg: RobustFtConfig, data: datasets.DatasetDict, splits: list[str], collator: ImageClassificationCollator
+) -> dict[str, ScoredSet]:
+    """The splits of `data` (OOD: named *ood*) and the config's `eval_datasets`, loaded with `load_dataset`."""
+    sets = {split: ScoredSet(data[split], collator, ood="ood" in split) for split in splits}
+    for name, spec in cfg.eval_datasets.items():
+        spec = EvalDataset(**spec)
+        groups = class_groups(spec.class_groups, collator.num_labels) if spec.class_groups else None
+        dataset = datasets.load_dataset(spec.path, spec.name, split=spec.split)
+        for column in (spec.image_column, spec.label_column):
+            if column not in dataset.column_names:
+                raise ValueError(f"eval dataset {name!r} has columns {dataset.column_names}, no {column!r}.")
+        set_collator = dataclasses.replace(
+            collator,
+            num_labels=len(groups) if groups else collator.num_labels,
+            image_column=spec.image_column,
+            label_column=spec.label_column,
+        )
+        sets[name] = ScoredSet(dataset, set_collator, groups, spec.ood)
+    return sets
 
 
 def split_accuracies(
     model: torch.nn.Module,
-    data: datasets.DatasetDict,
-    splits: list[str],
-    collator: ImageClassificationCollator,
+    sets: dict[str, ScoredSet],
     batch_size: int,
     accelerator: Accelerator,
     id_split: str | None,
 ) -> dict:
-    """Top-1 accuracy per split; `id_accuracy` on `id_split`, `ood_accuracy` the mean over splits named *ood*."""
+    """Top-1 accuracy per set (over its class groups, if any); `id_accuracy` on `id_split`, `ood_accuracy` the
+    mean over the OOD sets."""
     accuracy = {}
-    for split in splits:
+    for name, scored in sets.items():
+
+        def score(m: torch.nn.Module, batch: dict, groups=scored.groups) -> torch.Tensor:
+            logits = classifier_logits(m, batch["pixel_values"])
+            return logits if groups is None else grouped_logits(logits, groups)
+
         logits, labels = predict(
-            model,
-            data[split],
-            collator,
-            lambda m, b: classifier_logits(m, b["pixel_values"]),
-            batch_size,
-            accelerator,
-            desc=split,
+            model, scored.data, scored.collator, score, batch_size, accelerator, desc=name
         )
-        accuracy[split] = float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
+        accuracy[name] = float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
     out = {"accuracy": accuracy}
     if id_split in accuracy:
         out["id_accuracy"] = accuracy[id_split]
-    ood = [accuracy[s] for s in splits if "ood" in s]
+    ood = [accuracy[name] for name, scored in sets.items() if scored.ood]
     if ood:
         out["ood_accuracy"] = float(np.mean(ood))
     return out
@@ -153,8 +221,9 @@ def run_robust_ft(
 ) -> dict:
     """Train one variant from `cfg.base_model`, score it, the zero-shot model and WiSE-FT; write metrics.json.
 
-    `data` (a DatasetDict with `cfg.train_split` and the eval splits, an image column and a `ClassLabel`
-    label column) replaces the data `cfg` describes. Returns the metrics: per model (the variant, "zero_shot",
+    `data` (a DatasetDict with `cfg.train_split` and the eval splits, an image column and a label column of
+    class ids, a `ClassLabel` unless `cfg` names the classes) replaces the data `cfg` describes; the config's
+    `eval_datasets` are scored besides its splits. Returns the metrics: per model (the variant, "zero_shot",
     "wise_ft" / alpha) the accuracy per split, `id_accuracy` and `ood_accuracy`; and for trained variants
     `step_seconds` (mean seconds per optimizer step, the first left out as warm-up), `steps`, `train_seconds`,
     `trainable_parameters`, and for masked_cf `masked_fraction` (mean) and `distill_skipped_steps`. A model card
@@ -162,7 +231,7 @@ def run_robust_ft(
     """
     accelerator = make_accelerator(train_cfg)
     image_size, mean, std = input_settings(cfg)
-    dataset_name = None if data is not None else cfg.dataset_path or "background shift"
+    dataset_name = None if data is not None else cfg.dataset_path or cfg.dataset_name or "background shift"
     if data is None:
         data = load_robust_ft_data(cfg, image_size, seed=train_cfg.seed)
     splits = cfg.eval_splits or [s for s in data if s != cfg.train_split]
@@ -170,19 +239,23 @@ def run_robust_ft(
     missing = {cfg.train_split, *splits, *selection} - set(data)
     if missing:
         raise ValueError(f"the dataset has splits {sorted(data)}; missing {sorted(missing)}.")
-    label_names = data[cfg.train_split].features[cfg.label_column].names
-    class_names = cfg.class_names or [name.lower() for name in label_names]
-    if len(class_names) != len(label_names):
-        raise ValueError(f"{len(class_names)} class_names for {len(label_names)} labels.")
+    for column in (cfg.image_column, cfg.label_column):
+        if column not in data[cfg.train_split].column_names:
+            raise ValueError(
+                f"{cfg.train_split} has columns {data[cfg.train_split].column_names}, no {column!r}."
+            )
+    class_names, templates = prompt_classes(cfg, data[cfg.train_split].features)
     collator = ImageClassificationCollator(
-        len(label_names), image_size, mean, std, image_column=cfg.image_column, label_column=cfg.label_column
-    )
+        len(class_names), image_size, mean, std, image_column=cfg.image_column, label_column=cfg.label_column,
+        center_crop=cfg.center_crop,
+    )  # fmt: skip
+    sets = scored_sets(cfg, data, splits, collator)
     set_seed(train_cfg.seed)  # the same initial weights in every run and process
-    zero_shot = load_zero_shot_model(cfg, class_names).eval()
+    zero_shot = load_zero_shot_model(cfg, class_names, templates).eval()
     zero_shot.requires_grad_(False)
     results: dict = {"variant": cfg.variant}
-    evaluate = {"data": data, "splits": splits, "collator": collator, "batch_size": train_cfg.eval_batch_size,
-                "accelerator": accelerator, "id_split": cfg.id_split}  # fmt: skip
+    evaluate = {"sets": sets, "batch_size": train_cfg.eval_batch_size, "accelerator": accelerator,
+                "id_split": cfg.id_split}  # fmt: skip
 
     if cfg.variant == "zero_shot":
         model = zero_shot
@@ -207,7 +280,8 @@ def run_robust_ft(
 
         def select(fine_tuner: MaskedCounterfactualFineTuner) -> dict[str, float]:
             begin = time.perf_counter()
-            scores = split_accuracies(fine_tuner.student, **{**evaluate, "splits": selection})
+            held_out = {cfg.selection_split: ScoredSet(data[cfg.selection_split], collator)}
+            scores = split_accuracies(fine_tuner.student, **{**evaluate, "sets": held_out})
             pauses[len(starts) - 1] = time.perf_counter() - begin  # not a training step's time
             return {f"{cfg.selection_split}_accuracy": scores["accuracy"][cfg.selection_split]}
 
@@ -236,8 +310,9 @@ def run_robust_ft(
             str(alpha): split_accuracies(wise_ft(zero_shot, model, alpha).eval(), **evaluate)
             for alpha in cfg.wise_alphas
         }
-    if collator.skipped:
-        results["skipped_samples"] = collator.skipped
+    skipped = sum({id(s.collator): s.collator.skipped for s in sets.values()}.values())
+    if skipped:
+        results["skipped_samples"] = skipped
     if accelerator.is_main_process:
         logger.info("robust fine-tuning: %s", results)
         save_metrics_and_card(

@@ -219,6 +219,30 @@ def test_single_label_collator_keeps_pixels_in_unit_range_and_skips_bad_rows(tmp
         collate([{"image": solid("RGB", (0, 0, 0)), "label": 4}])
 
 
+def test_center_crop_keeps_the_middle_square_and_matches_the_saved_image_processor():
+    """A 24 x 8 image of three 8 px squares (red, green, blue): the short side is already 8 px, so the centre
+    crop is the green square, where squashing mixes all three; the saved CLIP image processor agrees."""
+    from hf_counterfactual.training.classification import image_processor_for
+
+    pixels = np.zeros((8, 24, 3), dtype=np.uint8)
+    for i in range(3):
+        pixels[:, 8 * i : 8 * i + 8, i] = 255
+    image = PILImage.fromarray(pixels)
+    crop = ImageClassificationCollator(num_labels=1, image_size=8, center_crop=True)
+    batch = crop([{"image": image, "label": 0}])
+    torch.testing.assert_close(
+        batch["pixel_values"][0], torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1).expand(3, 8, 8)
+    )
+    squash = ImageClassificationCollator(num_labels=1, image_size=8)([{"image": image, "label": 0}])
+    assert squash["pixel_values"][0, 0, 0, 0] > 0.9 and squash["pixel_values"][0, 2, 0, -1] > 0.9
+    rng = np.random.default_rng(0)
+    for height, width in [(20, 37), (53, 20), (30, 9)]:
+        image = PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        collate = ImageClassificationCollator(1, 16, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), center_crop=True)
+        processed = image_processor_for(collate)(image, return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(collate([{"image": image, "label": 0}])["pixel_values"], processed)
+
+
 def _two_item_row() -> dict:
     """64 px canvas: a red item (class 3) in box [0, 0, 16, 16], a green one (class 5) in [40, 40, 64, 64]."""
     pixels = np.zeros((64, 64, 3), dtype=np.uint8)
