@@ -47,25 +47,36 @@ class ClipZeroShotClassifier(nn.Module):
         tokenizer,
         class_names: list[str],
         templates: tuple[str, ...] = DEFAULT_TEMPLATES,
+        prompt_batch_size: int = 1024,
     ) -> "ClipZeroShotClassifier":
-        """Embed every (template, class) prompt with `clip`'s text tower and average per class."""
+        """Embed every (template, class) prompt with `clip`'s text tower, `prompt_batch_size` prompts at a time
+        (ImageNet's 1000 classes x 80 templates), and average per class."""
         if not class_names:
             raise ValueError("class_names is empty.")
         if not templates or any("{}" not in t for t in templates):
             raise ValueError(f'every template needs a "{{}}" for the class name, got {templates}.')
         prompts = [t.format(name) for name in class_names for t in templates]
-        tokens = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
-        tokens = {k: v.to(clip.device) for k, v in tokens.items()}
-        text = F.normalize(_features(clip.get_text_features(**tokens)), dim=-1)
+        text = []
+        for start in range(0, len(prompts), prompt_batch_size):
+            chunk = prompts[start : start + prompt_batch_size]
+            tokens = tokenizer(chunk, padding=True, truncation=True, return_tensors="pt").to(clip.device)
+            text.append(F.normalize(_features(clip.get_text_features(**tokens)), dim=-1))
+        text = torch.cat(text)
         per_class = text.view(len(class_names), len(templates), -1).mean(1)
         return cls(clip, per_class, class_names)
 
     @classmethod
     def from_pretrained(
-        cls, model_id: str, class_names: list[str], templates: tuple[str, ...] = DEFAULT_TEMPLATES, **kwargs
+        cls,
+        model_id: str,
+        class_names: list[str],
+        templates: tuple[str, ...] = DEFAULT_TEMPLATES,
+        device: str | torch.device | None = None,
+        **kwargs,
     ) -> "ClipZeroShotClassifier":
-        """Load a CLIP checkpoint (Hub id or folder) and its tokenizer; kwargs go to `CLIPModel.from_pretrained`."""
-        clip = CLIPModel.from_pretrained(model_id, **kwargs).eval()
+        """Load a CLIP checkpoint (Hub id or folder) and its tokenizer, on `device` (where the prompts are
+        embedded); kwargs go to `CLIPModel.from_pretrained`."""
+        clip = CLIPModel.from_pretrained(model_id, **kwargs).to(device or "cpu").eval()
         return cls.from_clip(clip, AutoTokenizer.from_pretrained(model_id), class_names, templates)
 
     def forward(self, pixel_values: torch.Tensor) -> ImageClassifierOutput:

@@ -44,12 +44,13 @@ logger = logging.getLogger(__name__)
 
 
 def load_zero_shot_model(
-    cfg: RobustFtConfig, class_names: list[str], templates: list[str]
+    cfg: RobustFtConfig, class_names: list[str], templates: list[str], device: torch.device | None = None
 ) -> torch.nn.Module:
-    """The model fine-tuning starts from: CLIP's zero-shot classifier with a trainable head, or the classifier."""
+    """The model fine-tuning starts from: CLIP's zero-shot classifier with a trainable head (its prompts
+    embedded on `device`), or the classifier."""
     if AutoConfig.from_pretrained(cfg.base_model).model_type == "clip":
         zero_shot = ClipZeroShotClassifier.from_pretrained(
-            cfg.base_model, class_names, tuple(templates), attn_implementation="eager"
+            cfg.base_model, class_names, tuple(templates), device, attn_implementation="eager"
         )
         return ClipImageClassifier.from_zero_shot(zero_shot)
     model = AutoModelForImageClassification.from_pretrained(cfg.base_model, attn_implementation="eager")
@@ -251,7 +252,7 @@ def run_robust_ft(
     )  # fmt: skip
     sets = scored_sets(cfg, data, splits, collator)
     set_seed(train_cfg.seed)  # the same initial weights in every run and process
-    zero_shot = load_zero_shot_model(cfg, class_names, templates).eval()
+    zero_shot = load_zero_shot_model(cfg, class_names, templates, accelerator.device).eval()
     zero_shot.requires_grad_(False)
     results: dict = {"variant": cfg.variant}
     evaluate = {"sets": sets, "batch_size": train_cfg.eval_batch_size, "accelerator": accelerator,

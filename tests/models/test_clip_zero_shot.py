@@ -45,6 +45,16 @@ def test_prompt_ensembling_is_the_normalised_mean_of_normalised_embeddings(tiny_
             torch.testing.assert_close(classifier.class_embeddings[k], F.normalize(text.mean(0), dim=-1))
 
 
+def test_prompts_embedded_in_batches_give_the_same_head(tiny_clip, tiny_clip_tokenizer):
+    """Prompts of different lengths, padded per batch (ImageNet's 80,000 prompts do not fit in one forward)."""
+    templates = ("a {}.", "a blurry photo of the big {}!")
+    whole = ClipZeroShotClassifier.from_clip(tiny_clip, tiny_clip_tokenizer, NAMES, templates)
+    batched = ClipZeroShotClassifier.from_clip(
+        tiny_clip, tiny_clip_tokenizer, NAMES, templates, prompt_batch_size=4
+    )
+    torch.testing.assert_close(batched.class_embeddings, whole.class_embeddings)
+
+
 def test_fido_explains_a_clip_zero_shot_classifier(tiny_clip, tiny_clip_tokenizer):
     classifier = ClipZeroShotClassifier.from_clip(tiny_clip, tiny_clip_tokenizer, NAMES)
     cfg = FidoConfig(mask_size=8, steps=3, num_samples=2)
