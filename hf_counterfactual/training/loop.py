@@ -306,10 +306,13 @@ def predict(
     batch_size: int = 64,
     accelerator: Accelerator | None = None,
     desc: str = "predict",
+    num_workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and labels for every example, gathered across processes (duplicates from padding dropped)."""
+    """Scores and labels for every example, gathered across processes (duplicates from padding dropped);
+    `num_workers` DataLoader processes decode the images."""
     accelerator = accelerator or Accelerator()
-    dataloader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, num_workers=num_workers)
+    dataloader = accelerator.prepare(loader)
     model = model.to(accelerator.device).eval()
     scores, labels = [], []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):

@@ -162,6 +162,7 @@ def split_accuracies(
     batch_size: int,
     accelerator: Accelerator,
     id_split: str | None,
+    num_workers: int = 0,
 ) -> dict:
     """Top-1 accuracy per set (over its class groups, if any); `id_accuracy` on `id_split`, `ood_accuracy` the
     mean over the OOD sets."""
@@ -173,7 +174,7 @@ def split_accuracies(
             return logits if groups is None else grouped_logits(logits, groups)
 
         logits, labels = predict(
-            model, scored.data, scored.collator, score, batch_size, accelerator, desc=name
+            model, scored.data, scored.collator, score, batch_size, accelerator, name, num_workers
         )
         accuracy[name] = float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
     out = {"accuracy": accuracy}
@@ -256,7 +257,7 @@ def run_robust_ft(
     zero_shot.requires_grad_(False)
     results: dict = {"variant": cfg.variant}
     evaluate = {"sets": sets, "batch_size": train_cfg.eval_batch_size, "accelerator": accelerator,
-                "id_split": cfg.id_split}  # fmt: skip
+                "id_split": cfg.id_split, "num_workers": train_cfg.num_workers}  # fmt: skip
 
     if cfg.variant == "zero_shot":
         model = zero_shot

@@ -319,3 +319,16 @@ def test_evaluation_errors_name_the_problem(tmp_path):
         TrainingConfig(eval_steps=0)
     with pytest.raises(ValueError, match="load_best_model_at_end needs eval_steps and metric_for_best_model"):
         TrainingConfig(eval_steps=5, load_best_model_at_end=True)
+
+
+def test_predict_gathers_every_score_in_order_with_worker_processes():
+    """Scores of a linear model over 10 rows, by hand; DataLoader workers decode without changing them."""
+    from hf_counterfactual.training.loop import predict
+
+    rows = [{"x": torch.full((2,), float(i)), "labels": torch.tensor(i % 3)} for i in range(10)]
+    model = torch.nn.Linear(2, 3)
+    expected = model(torch.stack([r["x"] for r in rows])).detach().numpy()
+    for workers in (0, 2):
+        scores, labels = predict(model, rows, default_collate, lambda m, b: m(b["x"]), 4, num_workers=workers)
+        assert scores.shape == (10, 3) and labels.tolist() == [i % 3 for i in range(10)]
+        torch.testing.assert_close(torch.from_numpy(scores), torch.from_numpy(expected))
