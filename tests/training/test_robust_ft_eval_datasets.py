@@ -1,8 +1,10 @@
 """Robust fine-tuning on data from `load_dataset`: extra evaluation sets with class subsets (ImageNet-R / -A /
 ObjectNet style), held-out selection images, named class sets, and the paper-scale ImageNet recipe."""
 
+import io
 import json
 import os
+import tarfile
 
 import datasets
 import numpy as np
@@ -25,18 +27,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_hub_style(folder) -> tuple[str, str, str]:
-    """Parquet folders as a Hub repo holds them, webdataset-style columns ("jpg", "cls": plain ints): the
-    3-class train / test data, and a 2-class subset of its OOD split whose class 0 is the model's class 2
-    ("bird") and class 1 the model's class 0 ("cat"), with the JSON of those class groups."""
+    """Data as Hub repos hold it: the 3-class train / test splits as parquet files with plain-int labels
+    ("jpg", "cls"), and, as a webdataset tar like clip-benchmark's ImageNet-R ("webp" + "cls" per sample), a
+    2-class subset of the OOD split whose class 0 is the model's class 2 ("bird") and class 1 the model's
+    class 0 ("cat"), with the JSON of those class groups."""
     data = synthetic_data()
     features = datasets.Features({"jpg": datasets.Image(), "cls": datasets.Value("int64")})
     full, subset = folder / "full", folder / "subset"
     for split, source in (("train", "train"), ("test", "test_id")):
         rows = data[source].rename_columns({"image": "jpg", "label": "cls"}).cast(features)
         rows.to_parquet(str(full / f"{split}.parquet"))
-    ood = data["test_ood_shuffled"].rename_columns({"image": "jpg", "label": "cls"}).cast(features)
-    ood = ood.filter(lambda row: row["cls"] in (2, 0)).map(lambda row: {"cls": {2: 0, 0: 1}[row["cls"]]})
-    ood.to_parquet(str(subset / "test.parquet"))
+    (subset / "test").mkdir(parents=True)
+    with tarfile.open(subset / "test" / "0.tar", "w") as tar:
+        for i, row in enumerate(r for r in data["test_ood_shuffled"] if r["label"] in (2, 0)):
+            image = io.BytesIO()
+            row["image"].save(image, format="webp", lossless=True)
+            for ext, payload in (
+                ("webp", image.getvalue()),
+                ("cls", str({2: 0, 0: 1}[row["label"]]).encode()),
+            ):
+                info = tarfile.TarInfo(f"{i:06d}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
     groups = folder / "groups.json"
     groups.write_text(json.dumps([[2], [0]]))
     return str(full), str(subset), str(groups)
@@ -48,7 +60,7 @@ def hub_style(tmp_path, tiny_clip_tokenizer):
 
 
 def config(base, full, subset, groups, **kwargs) -> RobustFtConfig:
-    sub = {"path": subset, "image_column": "jpg", "label_column": "cls", "class_groups": groups}
+    sub = {"path": subset, "image_column": "webp", "label_column": "cls", "class_groups": groups}
     return RobustFtConfig(
         base_model=base, dataset_name=full, image_column="jpg", label_column="cls",
         class_names=["cat", "dog", "bird"], eval_splits=["test"], id_split="test",
@@ -71,7 +83,7 @@ def test_eval_datasets_are_scored_over_their_class_groups(hub_style, tmp_path):
     # By hand: the saved student's logits on the subset, restricted to model classes (2, 0) in that order.
     model = ClipImageClassifier.from_pretrained(tmp_path / "out").eval()
     rows = datasets.load_dataset(subset, split="test")
-    collator = ImageClassificationCollator(2, 16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), image_column="jpg",
+    collator = ImageClassificationCollator(2, 16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), image_column="webp",
                                            label_column="cls")  # fmt: skip
     batch = collator(list(rows))
     with torch.no_grad():
@@ -127,7 +139,9 @@ def test_bad_eval_datasets(hub_style, tmp_path):
     train_cfg = TrainingConfig(output_dir=str(tmp_path / "out"), batch_size=8, max_steps=1)
     cfg = config(base, full, subset, groups, variant="zero_shot")
     cfg.eval_datasets["sub_ood"]["label_column"] = "label"
-    with pytest.raises(ValueError, match=r"eval dataset 'sub_ood' has columns \['jpg', 'cls'\], no 'label'"):
+    with pytest.raises(
+        ValueError, match=r"eval dataset 'sub_ood' has columns \['webp', 'cls', .*\], no 'label'"
+    ):
         run_robust_ft(train_cfg, cfg)
     (tmp_path / "wide.json").write_text(json.dumps([[2], [3]]))
     cfg = config(base, full, subset, str(tmp_path / "wide.json"), variant="zero_shot")
