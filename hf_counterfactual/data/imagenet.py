@@ -70,6 +70,27 @@ def class_groups(spec: str, num_classes: int) -> list[list[int]]:
     return groups
 
 
+def objectnet_class_groups(mappings_dir: str) -> list[list[int]]:
+    """ImageNet class ids of each ObjectNet class that has any, from the `mappings/` folder of the ObjectNet
+    release, in the label order of its ImageNet-overlap evaluation (the classes' folder names sorted, as
+    WiSE-FT and clip-benchmark's `wds_objectnet` number them). Save it as JSON for `class_groups`.
+    """
+
+    def read(name: str):
+        with open(os.path.join(mappings_dir, name)) as f:
+            return json.load(f)
+
+    folder_of = {label: folder for folder, label in read("folder_to_objectnet_label.json").items()}
+    torch_id_of = {int(v): int(k) for k, v in read("pytorch_to_imagenet_2012_id.json").items()}
+    with open(os.path.join(mappings_dir, "imagenet_to_label_2012_v2")) as f:
+        id_of_name = {line.strip(): torch_id_of[i] for i, line in enumerate(f)}
+    groups = {
+        folder_of[label]: [id_of_name[name] for name in names.split("; ")]
+        for label, names in read("objectnet_to_imagenet_1k.json").items()
+    }
+    return [groups[folder] for folder in sorted(groups)]
+
+
 def grouped_logits(logits: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
     """(N, len(groups)) logits of an evaluation set's classes: the largest model logit of each group."""
     return torch.stack([logits[:, group].amax(dim=1) for group in groups], dim=1)

@@ -13,6 +13,7 @@ from hf_counterfactual.data.imagenet import (
     imagenet_class_names,
     imagenet_templates,
     imagenet_wnids,
+    objectnet_class_groups,
 )
 
 
@@ -59,6 +60,22 @@ def test_class_groups_from_a_json_file_and_errors(tmp_path):
         class_groups("imagenet_q", 1000)
     with pytest.raises(ValueError, match="unknown class subset"):
         class_subset("objectnet")
+
+
+def test_objectnet_class_groups_from_the_release_mappings(tmp_path):
+    """A 3-class release: ids go 2012 devkit line -> torch class id; classes ordered by folder name."""
+    (tmp_path / "folder_to_objectnet_label.json").write_text(
+        json.dumps({"zebra_folder": "Zebra", "mug": "Mug", "banana": "Banana"})
+    )
+    (tmp_path / "objectnet_to_imagenet_1k.json").write_text(
+        json.dumps({"Mug": "coffee mug; cup", "Banana": "banana", "Zebra": "zebra"})
+    )
+    (tmp_path / "imagenet_to_label_2012_v2").write_text("banana\ncup\ncoffee mug\nzebra\n")
+    # devkit ids 0..3 are torch classes 954, 968, 504, 340
+    (tmp_path / "pytorch_to_imagenet_2012_id.json").write_text(
+        json.dumps({"954": 0, "968": 1, "504": 2, "340": 3})
+    )
+    assert objectnet_class_groups(str(tmp_path)) == [[954], [504, 968], [340]]  # banana, mug, zebra_folder
 
 
 def test_grouped_logits_take_the_largest_logit_of_each_group():
