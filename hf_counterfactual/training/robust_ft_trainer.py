@@ -140,6 +140,8 @@ def scored_sets(
     """The splits of `data` (OOD: named *ood*) and the config's `eval_datasets`, loaded with `load_dataset`."""
     sets = {split: ScoredSet(data[split], collator, ood="ood" in split) for split in splits}
     for name, spec in cfg.eval_datasets.items():
+        if name in sets:
+            raise ValueError(f"eval dataset {name!r} has the name of a split of the data; rename it.")
         spec = EvalDataset(**spec)
         groups = class_groups(spec.class_groups, collator.num_labels) if spec.class_groups else None
         dataset = datasets.load_dataset(spec.path, spec.name, split=spec.split)

@@ -143,6 +143,9 @@ def test_bad_eval_datasets(hub_style, tmp_path):
         ValueError, match=r"eval dataset 'sub_ood' has columns \['webp', 'cls', .*\], no 'label'"
     ):
         run_robust_ft(train_cfg, cfg)
+    cfg.eval_datasets = {"test": cfg.eval_datasets["sub_ood"]}
+    with pytest.raises(ValueError, match="eval dataset 'test' has the name of a split of the data"):
+        run_robust_ft(train_cfg, cfg)
     (tmp_path / "wide.json").write_text(json.dumps([[2], [3]]))
     cfg = config(base, full, subset, str(tmp_path / "wide.json"), variant="zero_shot")
     with pytest.raises(ValueError, match=r"class group \[3\] .* outside \[0, 3\)"):
