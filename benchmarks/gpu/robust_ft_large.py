@@ -52,6 +52,13 @@ p.add_argument(
     "--masking-threshold", type=float, help="CAM threshold t of masked-CF FT (default: the paper's 0.3)."
 )
 p.add_argument(
+    "--masking",
+    nargs=2,
+    default=["object", "single"],
+    metavar=("STRATEGY", "REFILL"),
+    help="Masking of masked-CF FT, run as variant masked_cf_STRATEGY_REFILL (the paper's headline: object single).",
+)
+p.add_argument(
     "--select-every",
     type=int,
     help="Score the validation split every N steps and keep the best model (the paper's model selection).",
@@ -97,16 +104,17 @@ if not (args.reuse_pretrained and os.path.isfile(os.path.join(base, "metrics.jso
 for bias in args.bias:
     data = build_background_shift(BackgroundShiftConfig(**shift, bias=bias))
     runs = result["bias"][str(bias)] = {}
-    object_single = {"masking_strategy": "object", "masking_refill": "single"}
+    masked = "masked_cf_{}_{}".format(*args.masking)
+    masking = {"masking_strategy": args.masking[0], "masking_refill": args.masking[1]}
     threshold = ""
     if args.masking_threshold is not None:
-        object_single["masking_threshold"] = args.masking_threshold
+        masking["masking_threshold"] = args.masking_threshold
         threshold = f"_t{args.masking_threshold:g}"
     variants = [(v, "", {}) for v in ("zero_shot", "vanilla_ft")]
     for w in args.distill_weights:  # w = 30 keeps the names of the first runs
         suffix = "" if w == 30 else f"_w{w:g}"
         variants += [("ft_distill", suffix, {"distill_weight": w})]
-        variants += [("masked_cf_object_single", suffix + threshold, {**object_single, "distill_weight": w})]
+        variants += [(masked, suffix + threshold, {**masking, "distill_weight": w})]
     for base_name, suffix, settings in (v for v in variants if v[0] in args.variants):
         name = base_name + suffix
         if time.perf_counter() - start > args.deadline_seconds:
