@@ -46,6 +46,14 @@ def class_subset(name: str) -> list[int]:
     return [index[wnid] for wnid in _lines(f"{name}_wnids.txt")]
 
 
+def check_class_groups_spec(spec: str) -> None:
+    """Raise unless `spec` names a class subset or an existing file (its content is read by `class_groups`)."""
+    if spec not in CLASS_SUBSETS and not os.path.isfile(spec):
+        raise ValueError(
+            f"class_groups {spec!r} is neither a known subset ({', '.join(CLASS_SUBSETS)}) nor a JSON file."
+        )
+
+
 def class_groups(spec: str, num_classes: int) -> list[list[int]]:
     """Model classes behind each class of an evaluation set, from a subset name or a JSON file.
 
@@ -53,17 +61,14 @@ def class_groups(spec: str, num_classes: int) -> list[list[int]]:
     list holding, per class of the set in its label order, a list of model class ids (ObjectNet: build it
     from the release's `mappings/objectnet_to_imagenet_1k.json`). Every id must lie in [0, num_classes).
     """
+    check_class_groups_spec(spec)
     if spec in CLASS_SUBSETS:
         groups = [[i] for i in class_subset(spec)]
-    elif os.path.isfile(spec):
+    else:
         with open(spec) as f:
             groups = json.load(f)
         if not isinstance(groups, list) or not groups or not all(isinstance(g, list) and g for g in groups):
             raise ValueError(f"{spec} must hold a JSON list of non-empty lists of class ids, one per class.")
-    else:
-        raise ValueError(
-            f"class_groups {spec!r} is neither a known subset ({', '.join(CLASS_SUBSETS)}) nor a JSON file."
-        )
     for group in groups:
         if not all(isinstance(i, int) and 0 <= i < num_classes for i in group):
             raise ValueError(f"class group {group} of {spec} has ids outside [0, {num_classes}).")

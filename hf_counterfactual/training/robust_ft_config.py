@@ -1,9 +1,8 @@
 """Settings of a robust fine-tuning run (masked images as counterfactual samples, arXiv 2303.03052)."""
 
-import os
 from dataclasses import dataclass, field, fields
 
-from ..data.imagenet import CLASS_SUBSETS
+from ..data.imagenet import check_class_groups_spec
 from ..robust.masking import MaskingConfig
 
 VARIANTS = ("zero_shot", "linear_probe", "vanilla_ft", "ft_distill", "masked_cf")
@@ -33,11 +32,8 @@ class EvalDataset:
     ood: bool = True
 
     def __post_init__(self):
-        groups = self.class_groups
-        if groups is not None and groups not in CLASS_SUBSETS and not os.path.isfile(groups):
-            raise ValueError(
-                f"class_groups {groups!r} is neither a known subset ({', '.join(CLASS_SUBSETS)}) nor a JSON file."
-            )
+        if self.class_groups is not None:
+            check_class_groups_spec(self.class_groups)
 
 
 @dataclass
@@ -64,7 +60,8 @@ class RobustFtConfig:
             with `load_best_model_at_end`).
         selection_size: when the data has no `selection_split`, this many train images (drawn with the run's
             seed) are held out as it.
-        image_column, label_column: columns of the images and the class ids (a `ClassLabel`).
+        image_column, label_column: columns of the images and the class ids (a `ClassLabel`, or ints when
+            class_names or class_set name the classes).
         class_set: "imagenet": CLIP's 1000 ImageNet class names and 80 templates, unless set below.
         class_names: names in the CLIP prompts (None: the class set's, else the label names, lower case).
         templates: prompt templates of the CLIP zero-shot head (None: the class set's, else "a photo of a {}.").
@@ -113,7 +110,9 @@ class RobustFtConfig:
         default=0, metadata={"help": "Train images held out as selection_split when the data has none."}
     )
     image_column: str = field(default="image", metadata={"help": "Column of the images."})
-    label_column: str = field(default="label", metadata={"help": "Column of the class ids (ClassLabel)."})
+    label_column: str = field(
+        default="label", metadata={"help": "Column of the class ids (ClassLabel, or ints with class_names)."}
+    )
     class_set: str | None = field(
         default=None, metadata={"help": "'imagenet': CLIP's ImageNet class names and prompt templates."}
     )
