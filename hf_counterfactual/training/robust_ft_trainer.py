@@ -83,26 +83,25 @@ def input_settings(cfg: RobustFtConfig) -> tuple[int, tuple, tuple]:
 
 
 def load_robust_ft_data(cfg: RobustFtConfig, image_size: int, seed: int = 0) -> datasets.DatasetDict:
-    """`dataset_path` from disk, `dataset_name` with `load_dataset`, or the background-shift benchmark; with
-    `selection_size`, that many train images held out as `selection_split` when the data has none."""
+    """`dataset_path` from disk, `dataset_name` with `load_dataset`, or the background-shift benchmark."""
     if cfg.dataset_path is not None:
-        data = datasets.load_from_disk(cfg.dataset_path)
-    elif cfg.dataset_name is not None:
-        data = datasets.load_dataset(cfg.dataset_name)
-    else:
-        shift = BackgroundShiftConfig(**{"seed": seed, "image_size": image_size, **cfg.background_shift})
-        data = build_background_shift(shift)
-    if cfg.selection_size and cfg.selection_split not in data and cfg.train_split in data:
-        train = data[cfg.train_split]
-        if cfg.selection_size >= len(train):
-            raise ValueError(
-                f"selection_size {cfg.selection_size} leaves nothing of {len(train)} train images."
-            )
-        held = train.train_test_split(test_size=cfg.selection_size, seed=seed)
-        data = datasets.DatasetDict(
-            {**data, cfg.train_split: held["train"], cfg.selection_split: held["test"]}
-        )
-    return data
+        return datasets.load_from_disk(cfg.dataset_path)
+    if cfg.dataset_name is not None:
+        return datasets.load_dataset(cfg.dataset_name)
+    shift = BackgroundShiftConfig(**{"seed": seed, "image_size": image_size, **cfg.background_shift})
+    return build_background_shift(shift)
+
+
+def hold_out_selection(cfg: RobustFtConfig, data: datasets.DatasetDict, seed: int) -> datasets.DatasetDict:
+    """`data` with `selection_size` train images (drawn with `seed`) moved to `selection_split`, when the data
+    has no such split; else `data` as is."""
+    if not cfg.selection_size or cfg.selection_split in data or cfg.train_split not in data:
+        return data
+    train = data[cfg.train_split]
+    if cfg.selection_size >= len(train):
+        raise ValueError(f"selection_size {cfg.selection_size} leaves nothing of {len(train)} train images.")
+    held = train.train_test_split(test_size=cfg.selection_size, seed=seed)
+    return datasets.DatasetDict({**data, cfg.train_split: held["train"], cfg.selection_split: held["test"]})
 
 
 def prompt_classes(cfg: RobustFtConfig, features: datasets.Features) -> tuple[list[str], list[str]]:
@@ -226,8 +225,8 @@ def run_robust_ft(
     """Train one variant from `cfg.base_model`, score it, the zero-shot model and WiSE-FT; write metrics.json.
 
     `data` (a DatasetDict with `cfg.train_split` and the eval splits, an image column and a label column of
-    class ids, a `ClassLabel` unless `cfg` names the classes) replaces the data `cfg` describes; the config's
-    `eval_datasets` are scored besides its splits. Returns the metrics: per model (the variant, "zero_shot",
+    class ids, a `ClassLabel` unless `cfg` names the classes) replaces the data `cfg` describes and gets its
+    `selection_size` held-out split too; the config's `eval_datasets` are scored besides its splits. Returns the metrics: per model (the variant, "zero_shot",
     "wise_ft" / alpha) the accuracy per split, `id_accuracy` and `ood_accuracy`; and for trained variants
     `step_seconds` (mean seconds per optimizer step, the first left out as warm-up), `steps`, `train_seconds`,
     `trainable_parameters`, and for masked_cf `masked_fraction` (mean) and `distill_skipped_steps`. A model card
@@ -238,6 +237,7 @@ def run_robust_ft(
     dataset_name = None if data is not None else cfg.dataset_path or cfg.dataset_name or "background shift"
     if data is None:
         data = load_robust_ft_data(cfg, image_size, seed=train_cfg.seed)
+    data = hold_out_selection(cfg, data, train_cfg.seed)
     splits = cfg.eval_splits or [s for s in data if s != cfg.train_split]
     selection = [cfg.selection_split] if train_cfg.eval_steps else []
     missing = {cfg.train_split, *splits, *selection} - set(data)
@@ -282,9 +282,10 @@ def run_robust_ft(
 
         pauses = {}
 
+        held_out = {split: ScoredSet(data[split], collator) for split in selection}
+
         def select(fine_tuner: MaskedCounterfactualFineTuner) -> dict[str, float]:
             begin = time.perf_counter()
-            held_out = {cfg.selection_split: ScoredSet(data[cfg.selection_split], collator)}
             scores = split_accuracies(fine_tuner.student, **{**evaluate, "sets": held_out})
             pauses[len(starts) - 1] = time.perf_counter() - begin  # not a training step's time
             return {f"{cfg.selection_split}_accuracy": scores["accuracy"][cfg.selection_split]}

@@ -16,7 +16,12 @@ from hf_counterfactual.robust import ClipImageClassifier
 from hf_counterfactual.training import TrainingConfig
 from hf_counterfactual.training.recipes import load_recipe
 from hf_counterfactual.training.robust_ft_config import RobustFtConfig
-from hf_counterfactual.training.robust_ft_trainer import load_robust_ft_data, prompt_classes, run_robust_ft
+from hf_counterfactual.training.robust_ft_trainer import (
+    hold_out_selection,
+    load_robust_ft_data,
+    prompt_classes,
+    run_robust_ft,
+)
 from tests.robust.tiny_clip import one_thread  # noqa: F401 (a fixture)
 from tests.training.test_robust_ft_trainer import save_base, synthetic_data
 
@@ -102,15 +107,15 @@ def test_eval_datasets_are_scored_over_their_class_groups(hub_style, tmp_path):
 def test_selection_images_are_held_out_of_train(hub_style):
     base, full, subset, groups = hub_style
     cfg = config(base, full, subset, groups, selection_size=6)
-    data = load_robust_ft_data(cfg, 16, seed=3)
+    data = hold_out_selection(cfg, load_robust_ft_data(cfg, 16), seed=3)
     assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (18, 6, 8)
     pixels = {np.asarray(image).tobytes() for image in data["train"]["jpg"]}
     assert not pixels & {np.asarray(image).tobytes() for image in data["validation"]["jpg"]}
-    again = load_robust_ft_data(cfg, 16, seed=3)
+    again = hold_out_selection(cfg, load_robust_ft_data(cfg, 16), seed=3)
     assert again["validation"]["cls"] == data["validation"]["cls"]  # the run's seed fixes the draw
     cfg.selection_size = 24
     with pytest.raises(ValueError, match="leaves nothing of 24 train images"):
-        load_robust_ft_data(cfg, 16)
+        hold_out_selection(cfg, load_robust_ft_data(cfg, 16), seed=0)
 
 
 def test_class_names_and_templates_of_the_zero_shot_head(hub_style):
