@@ -49,7 +49,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    scale = "quick" if args.quick else "full"
+    scale = args.scale or ("quick" if args.quick else "full")
     output_dir = args.output_dir or f"outputs/bench/{args.method}"
     if args.method == "pat":
         from .bench.pat import run_pat_benchmark
@@ -237,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="Benchmarks as JSON: bench {pat,fido,cgn,robust-ft} --quick --json FILE")
     p.add_argument("method", choices=["pat", "fido", "cgn", "robust-ft"], help="Method to benchmark.")
     p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
+    p.add_argument(
+        "--scale",
+        help="A named scale of the benchmark (overrides --quick): smoke, quickstart, quick, full; "
+        "robust-ft also tiny_full and medium.",
+    )
     p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")
     p.add_argument("--item-source", default="auto", choices=["auto", "fashion_mnist", "digits"])
     p.add_argument("--output-dir", help="Where models and figures go (default: outputs/bench/METHOD).")

@@ -1,12 +1,16 @@
 """`hf-counterfactual bench robust-ft`: masked-image counterfactual fine-tuning vs the usual baselines.
 
-Per seed: build the spurious-background benchmark, pre-train a tiny CLIP contrastively on its diverse
-split (the "pre-trained model", so the zero-shot path is real), then from that one model score zero-shot,
-and train a linear probe, vanilla fine-tuning (WiSE-FT mixes it with zero-shot), FT + feature
-distillation on clean images, and masked-CF fine-tuning (object / single at --quick; every strategy x
-refill at full scale) on the background-biased train split, with the same optimiser budget. ID accuracy
-is on `test_id` (background tied to the class as in train), OOD accuracy the mean over shuffled and
-unseen backgrounds; `step_cost_vs_vanilla` is seconds per optimizer step over vanilla FT's.
+Per seed: build the spurious-background benchmark, pre-train a CLIP contrastively on its diverse split (the
+"pre-trained model", so the zero-shot path is real), then from that one model score zero-shot, and train a
+linear probe, vanilla fine-tuning (WiSE-FT mixes it with zero-shot), FT + feature distillation on clean
+images, and masked-CF fine-tuning on the background-biased train split, with the same optimiser budget.
+ID accuracy is on `test_id` (background tied to the class as in train), OOD accuracy the mean over shuffled
+and unseen backgrounds; `step_cost_vs_vanilla` is seconds per optimizer step over vanilla FT's.
+
+Scales: `quick` (a tiny CLIP, bias 0.95, 4 epochs: minutes on a CPU), `tiny_full` (the same with 10 epochs,
+3 seeds, every strategy x refill), `medium` (a CLIP of 0.8 M vision parameters, bias 0.8, 20 fine-tuning
+epochs, w = 2, object / single: about an hour per seed on one CPU core) and `full` (`medium` with every
+strategy x refill: a GPU job).
 """
 
 import logging
@@ -27,17 +31,27 @@ logger = logging.getLogger(__name__)
 
 QUICK_MASKING = [("object", "single")]
 ALL_MASKING = [(s, r) for s in ("object", "context", "random") for r in ("none", "single", "multi")]
-SCALES = {
-    "smoke": {"seeds": [0], "shift": {"num_pretrain": 96, "num_train": 64, "num_validation": 16, "num_test": 32},
-              "pretrain_epochs": 1, "ft_epochs": 1, "masking": QUICK_MASKING, "tiny": True, "batch_size": 16},  # tests
-    "quickstart": {"seeds": [0], "shift": {"num_pretrain": 5000, "num_train": 1500, "num_test": 600},
-                   "pretrain_epochs": 4, "ft_epochs": 3, "masking": QUICK_MASKING},
-    "quick": {"seeds": [0, 1], "shift": {}, "pretrain_epochs": 4, "ft_epochs": 4, "masking": QUICK_MASKING},
-    "full": {"seeds": [0, 1, 2], "shift": {}, "pretrain_epochs": 10, "ft_epochs": 10, "masking": ALL_MASKING},
-}  # fmt: skip
+MEDIUM_CLIP = {"vision_hidden_size": 128, "vision_layers": 4, "vision_heads": 2, "vision_intermediate_size": 512,
+               "text_hidden_size": 64, "text_layers": 3, "text_heads": 1, "text_intermediate_size": 256,
+               "projection_dim": 128}  # fmt: skip
 TINY_CLIP = {"vision_hidden_size": 16, "vision_layers": 1, "vision_heads": 2, "vision_intermediate_size": 32,
              "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "text_intermediate_size": 32,
              "projection_dim": 16}  # fmt: skip
+# The medium design: a CLIP whose vision tower fine-tuning can push far on the items (so vanilla FT's ID gain
+# is not only the background shortcut), a moderate bias, and w = 2 (w = 30 holds the student at the teacher).
+MEDIUM = {"shift": {"num_pretrain": 20_000, "num_train": 8000, "bias": 0.8}, "clip": MEDIUM_CLIP,
+          "pretrain_epochs": 10, "pretrain_lr": 1e-3, "pretrain_batch_size": 256, "ft_epochs": 20,
+          "distill_weight": 2.0}  # fmt: skip
+SCALES = {
+    "smoke": {"seeds": [0], "shift": {"num_pretrain": 96, "num_train": 64, "num_validation": 16, "num_test": 32},
+              "pretrain_epochs": 1, "ft_epochs": 1, "masking": QUICK_MASKING, "clip": TINY_CLIP, "batch_size": 16},
+    "quickstart": {"seeds": [0], "shift": {"num_pretrain": 5000, "num_train": 1500, "num_test": 600},
+                   "pretrain_epochs": 4, "ft_epochs": 3, "masking": QUICK_MASKING},
+    "quick": {"seeds": [0, 1], "shift": {}, "pretrain_epochs": 4, "ft_epochs": 4, "masking": QUICK_MASKING},
+    "tiny_full": {"seeds": [0, 1, 2], "shift": {}, "pretrain_epochs": 10, "ft_epochs": 10, "masking": ALL_MASKING},
+    "medium": {"seeds": [0, 1, 2], **MEDIUM, "masking": QUICK_MASKING},
+    "full": {"seeds": [0, 1, 2], **MEDIUM, "masking": ALL_MASKING},
+}  # fmt: skip
 TARGETS = {"ood_gain_points": 5.0, "id_drop_points": 1.0, "step_cost_vs_vanilla": 2.5}
 WISE_ALPHA = 0.5
 EVAL_SPLITS = ["validation", "test_id", "test_ood_shuffled", "test_ood_unseen"]
@@ -72,7 +86,7 @@ def run_robust_ft_seed(
     """Every model of one seed: id_acc, ood_acc (and step_seconds for trained ones)."""
     sc = SCALES[scale]
     out = os.path.join(output_dir, f"seed{seed}")
-    pretrain_cfg = ClipPretrainConfig(**(TINY_CLIP if sc.get("tiny") else {}))
+    pretrain_cfg = ClipPretrainConfig(**sc.get("clip", {}))
     data = build_background_shift(
         BackgroundShiftConfig(
             **{"seed": seed, "source": item_source, "image_size": pretrain_cfg.image_size, **sc["shift"]}
@@ -85,9 +99,10 @@ def run_robust_ft_seed(
             seed,
             sc["pretrain_epochs"],
             show_progress,
-            learning_rate=3e-3,
+            learning_rate=sc.get("pretrain_lr", 3e-3),
             weight_decay=0.1,
             warmup_ratio=0.1,
+            batch_size=sc.get("pretrain_batch_size", 64),
         ),
         pretrain_cfg,
         data,
@@ -97,10 +112,16 @@ def run_robust_ft_seed(
     variants += [
         (f"masked_cf_{s}_{r}", {"masking_strategy": s, "masking_refill": r}) for s, r in sc["masking"]
     ]
+    weight = {"distill_weight": sc["distill_weight"]} if "distill_weight" in sc else {}
     for name, masking in variants:
         variant = "masked_cf" if name.startswith("masked_cf") else name
         cfg = RobustFtConfig(
-            base_model=base, variant=variant, eval_splits=EVAL_SPLITS, wise_alphas=[WISE_ALPHA], **masking
+            base_model=base,
+            variant=variant,
+            eval_splits=EVAL_SPLITS,
+            wise_alphas=[WISE_ALPHA],
+            **masking,
+            **weight,
         )
         ft_cfg = _train_config(
             os.path.join(out, name), seed, sc["ft_epochs"], show_progress, batch_size=sc.get("batch_size", 64)
