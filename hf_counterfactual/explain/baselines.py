@@ -146,6 +146,23 @@ def layer_grad_cam(
     models work; the model runs in eval mode (its mode is restored afterwards).
     """
     stored = []
+    handle = layer.register_forward_hook(activation_keeper(stored))
+    try:
+        with eval_mode(model), torch.enable_grad():
+            logits = classifier_logits(model, pixel_values)
+            check_target_range(target, logits.shape[-1])
+            if not stored:
+                raise ValueError(f"layer {type(layer).__name__} was not called by the model's forward.")
+            score = logits.gather(-1, target.long()[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, stored[-1])
+    finally:
+        handle.remove()
+    return grad_cam_map(stored[-1], grad)
+
+
+def activation_keeper(stored: list[torch.Tensor]):
+    """A forward hook appending its layer's (N, K, h, w) output A to `stored`, a tensor Grad-CAM can
+    differentiate w.r.t. (a leaf that requires grad, when the layer's output does not: a frozen model)."""
 
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
@@ -153,24 +170,16 @@ def layer_grad_cam(
                 f"Grad-CAM needs a layer with (N, K, h, w) tensor output; {type(module).__name__} "
                 "returned something else; pass a conv layer as layer=..."
             )
-        if not output.requires_grad:  # frozen model: make A a leaf we can differentiate w.r.t.
+        if not output.requires_grad:
             output = output.detach().requires_grad_()
         stored.append(output)
         return output
 
-    handle = layer.register_forward_hook(hook)
-    try:
-        with eval_mode(model), torch.enable_grad():
-            logits = classifier_logits(model, pixel_values)
-            check_target_range(target, logits.shape[-1])
-            if not stored:
-                raise ValueError(f"layer {type(layer).__name__} was not called by the model's forward.")
-            activation = stored[-1]
-            score = logits.gather(-1, target.long()[:, None]).sum()
-            (grad,) = torch.autograd.grad(score, activation)
-    finally:
-        handle.remove()
+    return hook
 
+
+def grad_cam_map(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Eq. 1-2 from A and d y_c / d A: relu(sum_k w_k A_k) with w_k the spatial mean of the gradient, (B, h, w)."""
     weights = grad.mean(dim=(2, 3), keepdim=True)
     return F.relu((weights * activation.detach()).sum(1))
 

@@ -3,8 +3,9 @@
     loss = CE(student(x), y) + distill_weight * MSE(f_s(x_m), f_t(x_m))
 
 x are the clean images, x_m their masked counterfactuals: a CAM of the student for the true label,
-computed online every step (`hf_counterfactual.explain.cams.cam_for`), thresholded into a cell mask and
-refilled (`hf_counterfactual.robust.masking`). f is the image embedding and the teacher the frozen
+computed online every step from the CE pass on x (`hf_counterfactual.explain.cams.CamRecording`; the same
+map as `cam_for` for a model without dropout or batch norm, which `cam_for` runs in eval mode), thresholded
+into a cell mask and refilled (`hf_counterfactual.robust.masking`). f is the image embedding and the teacher the frozen
 pre-trained model. The same module gives the paper's baselines: vanilla fine-tuning (no teacher, CE only)
 and fine-tuning with feature distillation on the clean images (`distill_on="clean"`).
 
@@ -14,6 +15,7 @@ as `get_image_features`), for transformers image classifiers the pooled features
 normed CLS token; ResNet, ConvNeXt: the pooled map). One forward pass gives both logits and f.
 """
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..explain.cams import cam_for
+from ..explain.cams import CamRecording
 from ..models.adapters import classifier_logits
 from .masking import MaskingConfig, apply_masks, cell_masks
 
@@ -127,11 +129,8 @@ class MaskedCounterfactualFineTuner(nn.Module):
         if hasattr(self.student, "save_pretrained"):
             self.student.save_pretrained(save_directory, **kwargs)
 
-    def _cell_mask(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) masked cells: from the student's CAM for the true labels, or random."""
-        if self.masking.strategy != "random":
-            cam = cam_for(self.student, pixel_values, labels, self.masking.cell)
-            return cell_masks(cam, self.masking, self.generator)
+    def _random_cells(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) randomly masked cells of the random strategy."""
         cell = self.masking.cell or getattr(getattr(self.student, "config", None), "patch_size", None)
         if cell is None:
             raise ValueError(
@@ -144,21 +143,34 @@ class MaskedCounterfactualFineTuner(nn.Module):
         return cell_masks(shape, self.masking, self.generator).to(pixel_values.device)
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> MaskedFineTuningOutput:
-        if self.distill_on == "clean":
-            logits, student_features = logits_and_features(self.student, pixel_values)
-        else:
-            logits = classifier_logits(self.student, pixel_values)
+        masked = self.distill_on == "masked"
+        if masked and self.masking.refill != "none" and pixel_values.shape[0] < 2:
+            if not self.distill_skipped:
+                logger.warning("a batch of 1 cannot be refilled from other images: CE only for such steps.")
+            self.distill_skipped += 1
+            masked = False
+        # The CAM comes from the CE pass itself (one forward less than a pass of its own); a partly frozen
+        # student needs an input that requires grad for the CAM's gradient to reach every layer.
+        recording = contextlib.nullcontext()
+        if masked and self.masking.strategy != "random":
+            recording = CamRecording(self.student, pixel_values, self.masking.cell)
+            if not all(p.requires_grad for p in self.student.parameters()):
+                pixel_values = pixel_values.detach().requires_grad_()
+        with recording:
+            if self.distill_on == "clean":
+                logits, student_features = logits_and_features(self.student, pixel_values)
+            else:
+                logits = classifier_logits(self.student, pixel_values)
         ce = F.cross_entropy(logits, labels)
         inputs = distill = masked_fraction = None
         if self.distill_on == "clean":
             inputs = pixel_values
-        elif self.distill_on == "masked" and self.masking.refill != "none" and pixel_values.shape[0] < 2:
-            if not self.distill_skipped:
-                logger.warning("a batch of 1 cannot be refilled from other images: CE only for such steps.")
-            self.distill_skipped += 1
-        elif self.distill_on == "masked":
-            cell_mask = self._cell_mask(pixel_values, labels)
-            inputs, _ = apply_masks(pixel_values, cell_mask, self.masking.refill, self.generator)
+        elif masked:
+            if isinstance(recording, CamRecording):
+                cell_mask = cell_masks(recording.cam(logits, labels), self.masking, self.generator)
+            else:
+                cell_mask = self._random_cells(pixel_values)
+            inputs, _ = apply_masks(pixel_values.detach(), cell_mask, self.masking.refill, self.generator)
             student_features = logits_and_features(self.student, inputs)[1]
             masked_fraction = cell_mask.float().mean()
         if inputs is not None:

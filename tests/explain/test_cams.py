@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from hf_counterfactual.explain.baselines import GradCamExplainer
-from hf_counterfactual.explain.cams import attention_gradient_cam, cam_for, grad_cam
+from hf_counterfactual.explain.cams import CamRecording, attention_gradient_cam, cam_for, grad_cam
 from hf_counterfactual.models.clip_zero_shot import ClipZeroShotClassifier
 from tests.explain.test_baselines import TinyCNN
 
@@ -134,3 +134,40 @@ def test_cam_for_dispatches():
         cam_for(cnn, x, labels, cell=5)
     with pytest.raises(ValueError, match="has no attention; pass cell="):
         cam_for(cnn, x, labels)
+
+
+def test_cam_recording_takes_cam_for_s_map_from_the_caller_s_pass_and_keeps_its_graph():
+    """One train-mode pass gives the loss and the CAM: the map equals cam_for's (no dropout in this ViT), the
+    CAM's gradient leaves no .grad and the loss still backpropagates through the same graph."""
+    model = _tiny_vit().train()
+    x, labels = _images(), torch.tensor([0, 2])
+    with CamRecording(model, x) as recording:
+        logits = model(pixel_values=x).logits
+    assert len(recording.captured) == 2  # one attention map per block, nothing after the block closes
+    model(pixel_values=x)
+    assert len(recording.captured) == 2
+    cam = recording.cam(logits, labels)
+    torch.testing.assert_close(cam, cam_for(model, x, labels))
+    assert all(p.grad is None for p in model.parameters())
+    F.cross_entropy(logits, labels).backward()
+    assert model.vit.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
+
+    cnn, labels = TinyCNN(), torch.tensor([0, 1])
+    with CamRecording(cnn, x, cell=4) as recording:
+        logits = cnn(pixel_values=x)
+    torch.testing.assert_close(recording.cam(logits, labels), cam_for(cnn, x, labels, cell=4))
+
+
+def test_cam_recording_errors():
+    x, labels = _images(), torch.tensor([0, 1])
+    with CamRecording(_tiny_vit("sdpa"), x) as recording:
+        logits = recording.model(pixel_values=x).logits
+    with pytest.raises(ValueError, match='attn_implementation="eager"'):
+        recording.cam(logits, labels)
+    recording = CamRecording(_tiny_vit(), x)
+    with pytest.raises(ValueError, match="no attention layer of ViTForImageClassification ran"):
+        recording.cam(torch.zeros(2, 3, requires_grad=True), labels)
+    with pytest.raises(ValueError, match="has no attention; pass cell="):
+        CamRecording(TinyCNN(), x)
+    with pytest.raises(ValueError, match="does not divide"):
+        CamRecording(_tiny_vit(), x, cell=5)

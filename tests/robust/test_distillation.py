@@ -176,3 +176,25 @@ def test_settings_errors(clip_pair):
         _tuner(student, distill_on="both")
     with pytest.raises(ValueError, match="no `classifier` head"):
         _tuner(zero_shot, distill_on="clean")(*_batch())
+
+
+def test_the_cam_comes_from_the_ce_pass_so_the_student_runs_twice(clip_pair):
+    """A masked step runs the student once on the clean images (CE and CAM) and once on the masked ones."""
+    _, student = clip_pair
+    tuner, calls = _tuner(student.train()), []
+    student.vision_model.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    tuner(*_batch()).loss.backward()
+    assert len(calls) == 2
+
+
+def test_a_partly_frozen_student_still_gets_its_cam(clip_pair):
+    """Frozen lower layers: the CAM's gradient reaches their attentions through an input that requires grad."""
+    _, student = clip_pair
+    student.vision_model.embeddings.requires_grad_(False)
+    student.vision_model.encoder.layers[0].requires_grad_(False)
+    x, y = _batch()
+    out = _tuner(student)(pixel_values=x, labels=y)
+    torch.testing.assert_close(out.masked_fraction, (cam_for(student, x, y) > 0.3).float().mean())
+    out.loss.backward()
+    assert student.vision_model.embeddings.patch_embedding.weight.grad is None
+    assert student.visual_projection.weight.grad.abs().sum() > 0
