@@ -33,6 +33,7 @@ p.add_argument("--cgn-num-train", type=int, default=20_000, help="Biased images 
 p.add_argument("--ngf", type=int, default=16)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=4e-4)
+p.add_argument("--disc-type", default="mlp", choices=["mlp", "conv"], help="The CGN's discriminator.")
 p.add_argument("--checkpoints", type=int, default=4, help="Checkpoints scored along the run.")
 p.add_argument(
     "--ema-decay", type=float, default=0.0, help="Score the moving average of G's weights (0: off)."
@@ -60,10 +61,12 @@ cgn_data = build_cgn_variant(
     ),
     items,
 )
-sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr}
+sc = {**quick, "num_train": args.cgn_num_train, "ngf": args.ngf, "cgn_batch": args.batch, "cgn_lr": args.lr,
+      "disc_type": args.disc_type}  # fmt: skip
 mode = args.compile_mode or ("reduce-overhead" if torch.cuda.is_available() else "default")  # as bench cgn
 compiled = f"_compile-{mode}" if args.torch_compile else ""
 compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
+compiled += "_conv" if args.disc_type == "conv" else ""
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 

@@ -86,6 +86,7 @@ def cgn_configs(
         num_train=sc["num_train"],
         ngf=sc["ngf"],
         disc_hidden=sc["disc_hidden"],
+        disc_type=sc.get("disc_type", "mlp"),
         lambda_border=LAMBDA_BORDER,
         lambda_binary=LAMBDA_BINARY,
         lambda_mode_seeking=LAMBDA_MODE_SEEKING,

@@ -20,7 +20,7 @@ class CgnTrainConfig:
         image_size: side of the images; a multiple of 4.
         latent_dim: size of the noise u of each mechanism.
         ngf: generator width.
-        disc_type: "mlp" (the authors' colored-MNIST discriminator) or "conv" (textured variants).
+        disc_type: "mlp" (the authors' colored-MNIST discriminator) or "conv" (three strided convs).
         disc_conditioning: "projection" or "concat" (the authors'): how the MLP discriminator sees the class.
         disc_hidden: width of the MLP discriminator.
         disc_dropout: dropout of the MLP discriminator.
@@ -54,9 +54,10 @@ class CgnTrainConfig:
     disc_hidden: int = field(default=512, metadata={"help": "Width of the MLP discriminator."})
     disc_dropout: float = field(default=0.4, metadata={"help": "Dropout of the MLP discriminator."})
     disc_spectral_norm: bool = field(
-        default=True, metadata={"help": "Spectral normalisation of the MLP discriminator's linear layers."}
+        default=True,
+        metadata={"help": "Spectral normalisation of the discriminator's layers (conv: else BatchNorm)."},
     )
-    disc_channels: int = field(default=64, metadata={"help": "Base channels of the conv discriminator."})
+    disc_channels: int = field(default=32, metadata={"help": "Base channels of the conv discriminator."})
     lambda_adv: float = field(default=1.0, metadata={"help": "Weight of the generator's LSGAN loss."})
     lambda_binary: float = field(default=1.0, metadata={"help": "Weight of L_binary (mask entropy)."})
     lambda_mask: float = field(default=1.0, metadata={"help": "Weight of L_mask (mask size hinge)."})

@@ -77,6 +77,13 @@ def test_torch_compile_compiles_the_gan_step_and_drops_the_partial_batch(tmp_pat
         5625, "transfer_accuracy", True)  # fmt: skip
 
 
+def test_cgn_configs_take_the_discriminator_from_the_scale(tmp_path):
+    cgn_cfg, _ = cgn_configs("colored", SCALES["quick"], 0, str(tmp_path))
+    assert cgn_cfg.disc_type == "mlp"
+    cgn_cfg, _ = cgn_configs("colored", {**SCALES["quick"], "disc_type": "conv"}, 0, str(tmp_path))
+    assert cgn_cfg.disc_type == "conv"
+
+
 def test_bench_cgn_rejects_unknown_scale_and_variant():
     with pytest.raises(ValueError, match="scale must be one of"):
         run_cgn_benchmark("huge")

@@ -239,6 +239,32 @@ def test_spectral_norm_bounds_each_mlp_layer_to_unit_largest_singular_value():
     assert not any(hasattr(m, "parametrizations") for m in plain.modules())
 
 
+def test_conv_discriminator_scores_the_flattened_last_map_with_spectral_norm_or_batch_norm():
+    """Three 4x4 stride-2 convs (8 -> 4 -> 2 -> 1 px here; channels c, 2c, 4c); phi(x) is the flattened map,
+    so the projection embedding has 4c * (s / 8)^2 entries. With spectral norm each conv and the head are
+    normalised and there is no BatchNorm; without it, BatchNorm after the second and third conv."""
+    config = tiny_config(disc_type="conv", image_size=16)
+    disc = CGNDiscriminator(config).eval()  # eval: no power-iteration step between the two forwards
+    convs = [m for m in disc.model if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (4, (4, 4), (2, 2)),
+        (8, (4, 4), (2, 2)),
+        (16, (4, 4), (2, 2)),
+    ]
+    assert all(hasattr(m, "parametrizations") for m in (*convs, disc.head))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
+    assert disc.label_embedding.weight.shape == (4, 16 * 2 * 2)
+    x = torch.randn(3, 3, 16, 16)
+    features = disc.model(x)
+    assert features.shape == (3, 64)
+    labels = torch.tensor([0, 1, 3])
+    expected = disc.head(features)[:, 0] + (disc.label_embedding(labels) * features).sum(-1)
+    torch.testing.assert_close(disc(x, labels), expected)
+    plain = CGNDiscriminator(tiny_config(disc_type="conv", disc_spectral_norm=False))
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 2
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+
+
 def test_spectral_norm_discriminator_round_trip(tmp_path):
     torch.manual_seed(0)
     disc = CGNDiscriminator(tiny_config()).train()
@@ -273,6 +299,7 @@ def test_mlp_projection_score_is_head_plus_label_embedding_dot_features():
         ({"disc_dropout": 1.0}, r"disc_dropout must be in \[0, 1\)"),
         ({"disc_conditioning": "film"}, "disc_conditioning must be 'projection' or 'concat', got 'film'"),
         ({"disc_type": "conv", "disc_conditioning": "concat"}, "conv discriminator supports only"),
+        ({"disc_type": "conv", "image_size": 4}, "conv discriminator needs image_size >= 8, got 4"),
     ],
 )
 def test_config_validation_errors(kwargs, message):
