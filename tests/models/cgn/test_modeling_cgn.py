@@ -240,7 +240,7 @@ def test_spectral_norm_bounds_each_mlp_layer_to_unit_largest_singular_value():
 
 
 def test_conv_discriminator_scores_the_flattened_last_map_with_spectral_norm_or_batch_norm():
-    """Three 4x4 stride-2 convs (8 -> 4 -> 2 -> 1 px here; channels c, 2c, 4c); phi(x) is the flattened map,
+    """Three 4x4 stride-2 convs (16 -> 8 -> 4 -> 2 px here; channels c, 2c, 4c); phi(x) is the flattened map,
     so the projection embedding has 4c * (s / 8)^2 entries. With spectral norm each conv and the head are
     normalised and there is no BatchNorm; without it, BatchNorm after the second and third conv."""
     config = tiny_config(disc_type="conv", image_size=16)
