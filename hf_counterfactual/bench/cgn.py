@@ -241,7 +241,8 @@ def run_cgn_benchmark(
         "torch_threads": torch.get_num_threads(),
         "settings": {
             **SCALES[scale],
-            "discriminator": f"{CgnTrainConfig.disc_type}, {CgnTrainConfig.disc_conditioning} conditioning"
+            "discriminator": f"{SCALES[scale].get('disc_type', CgnTrainConfig.disc_type)}, "
+            f"{CgnTrainConfig.disc_conditioning} conditioning"
             + (", spectral norm" if CgnTrainConfig.disc_spectral_norm else ""),
             "lambda_border": LAMBDA_BORDER,
             "lambda_binary": LAMBDA_BINARY,

@@ -256,6 +256,7 @@ class CGNDiscriminator(CGNPreTrainedModel):
 
     def __init__(self, config: CGNConfig):
         super().__init__(config)
+        norm = spectral_norm if config.disc_spectral_norm else lambda layer: layer
         if config.disc_type == "mlp":
             hidden, p = config.disc_hidden, config.disc_dropout
             concat = config.disc_conditioning == "concat"
@@ -263,7 +264,6 @@ class CGNDiscriminator(CGNPreTrainedModel):
                 config.num_classes, config.embedding_dim if concat else hidden
             )
             in_features = config.num_channels * config.image_size**2 + (config.embedding_dim if concat else 0)
-            norm = spectral_norm if config.disc_spectral_norm else lambda layer: layer
             self.model = nn.Sequential(
                 norm(nn.Linear(in_features, hidden)),
                 nn.LeakyReLU(0.2),
@@ -279,16 +279,11 @@ class CGNDiscriminator(CGNPreTrainedModel):
             # three 4x4 stride-2 convs (32 -> 16 -> 8 -> 4 px), features = the flattened last map: it keeps
             # where things are, which a global pool over a 12-px receptive field loses on a 32-px silhouette
             ch, cin, size = config.disc_channels, config.num_channels, config.image_size
-            norm = spectral_norm if config.disc_spectral_norm else lambda layer: layer
             layers = []
             for i, cout in enumerate((ch, 2 * ch, 4 * ch)):
-                layers.append(
-                    norm(
-                        nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=i == 0 or config.disc_spectral_norm)
-                    )
-                )
-                if i and not config.disc_spectral_norm:
-                    layers.append(nn.BatchNorm2d(cout))
+                batch_norm = i > 0 and not config.disc_spectral_norm  # DCGAN: none after the first conv
+                layers.append(norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=not batch_norm)))
+                layers += [nn.BatchNorm2d(cout)] if batch_norm else []
                 layers.append(nn.LeakyReLU(0.2))
                 cin, size = cout, size // 2
             self.model = nn.Sequential(*layers, nn.Flatten())
