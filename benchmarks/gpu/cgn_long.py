@@ -34,6 +34,9 @@ p.add_argument("--ngf", type=int, default=16)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=4e-4)
 p.add_argument("--disc-type", default="mlp", choices=["mlp", "conv"], help="The CGN's discriminator.")
+p.add_argument(
+    "--binarize", action="store_true", help="Items composed with their binary mask (the authors' data)."
+)
 p.add_argument("--checkpoints", type=int, default=4, help="Checkpoints scored along the run.")
 p.add_argument(
     "--ema-decay", type=float, default=0.0, help="Score the moving average of G's weights (0: off)."
@@ -54,10 +57,16 @@ args = p.parse_args()
 start = time.perf_counter()
 quick = SCALES["quick"]
 items = load_item_source("auto")
+quick = {**quick, "binarize": args.binarize}
 biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 cgn_data = build_cgn_variant(
     CgnVariantConfig(
-        variant=args.variant, num_train=args.cgn_num_train, num_validation=0, num_test=0, seed=args.seed + 100
+        variant=args.variant,
+        num_train=args.cgn_num_train,
+        num_validation=0,
+        num_test=0,
+        binarize=args.binarize,
+        seed=args.seed + 100,
     ),
     items,
 )
@@ -67,6 +76,7 @@ mode = args.compile_mode or ("reduce-overhead" if torch.cuda.is_available() else
 compiled = f"_compile-{mode}" if args.torch_compile else ""
 compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
 compiled += "_conv" if args.disc_type == "conv" else ""
+compiled += "_binary" if args.binarize else ""
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 

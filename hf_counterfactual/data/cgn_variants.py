@@ -8,7 +8,8 @@ its own class: the item's shape (`label`), the foreground colour / texture that 
     image = alpha * foreground + (1 - alpha) * background
 
 with alpha the item's intensity resized to `image_size` (or its binary `mask` with `binarize=True`,
-as the authors' code does). In train and validation the foreground and background classes equal the
+as the authors' double-colored and wildlife MNIST; on Fashion-MNIST items that did not help the CGN,
+see benchmarks/README.md). In train and validation the foreground and background classes equal the
 label (the bias a plain classifier learns); in test they are drawn uniformly at random, independent
 of the label and of each other. With `bias=False` every split draws them at random: the oracle data,
 on exactly the same items (shapes) as the biased build with the same seed.
@@ -60,7 +61,8 @@ class CgnVariantConfig:
     """Knobs of the CGN colored / double-colored / wildlife benchmarks; same config and seed, same data.
 
     The defaults follow the paper: 32-pixel RGB images, the authors' colour jitter, class-tied
-    colours / textures in train and validation, random ones in test, no pixel noise.
+    colours / textures in train and validation, random ones in test, no pixel noise; items are
+    composed with their intensity (the authors' colored MNIST) for every variant.
     """
 
     variant: str = field(

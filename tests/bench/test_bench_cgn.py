@@ -114,3 +114,20 @@ def test_score_generator_trains_only_the_named_classifiers(tmp_path):
     assert scores["cgn_vs_oracle"] == scores["acc_cgn_test"] / scores["acc_oracle_test"]
     assert scores["counterfactual_images"] == 40 * sc["per_image"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier_cgn", "classifier_oracle"]
+
+
+@pytest.mark.parametrize("binarize", [False, True])
+def test_benchmark_splits_compose_with_the_binary_mask_when_the_scale_asks(binarize):
+    """sc["binarize"]: each double_colored image is its two jittered colours only (the authors' data);
+    otherwise the item's intensity blends them, and the oracle twin shares the biased build's items."""
+    import numpy as np
+
+    from hf_counterfactual.bench.cgn import benchmark_splits
+    from hf_counterfactual.data import load_item_source
+
+    sc = {"num_train": 6, "num_test": 4, **({"binarize": True} if binarize else {})}
+    biased, oracle = benchmark_splits("double_colored", sc, 0, load_item_source("digits"))
+    assert biased["train"]["item"] == oracle["train"]["item"]
+    for image in biased["train"]["image"]:
+        colours = np.unique(np.asarray(image).reshape(-1, 3), axis=0)
+        assert (len(colours) == 2) == binarize, len(colours)
