@@ -115,6 +115,7 @@ for k in range(1, args.checkpoints + 1):
     generator = CounterfactualGenerativeNetwork(config)
     prefix = "generator_ema." if args.ema_decay else "generator."
     generator.load_state_dict({n[len(prefix) :]: t for n, t in state.items() if n.startswith(prefix)})
+    generator.orient_classes(border_width=cgn_cfg.border_width, seed=cgn_cfg.eval_seed)  # as run_cgn does
     which = ("original", "cgn", "both", "oracle") if k == args.checkpoints else ("cgn", "oracle")
     generator.to(device).eval()
     scores = score_generator(generator, biased, oracle, quick, os.path.join(out, f"score_{step}"), args.seed, False,

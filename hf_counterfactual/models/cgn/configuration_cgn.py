@@ -28,6 +28,11 @@ class CGNConfig(PreTrainedConfig):
         shuffle_texture (`bool`, *optional*, defaults to `True`):
             Tile foreground and background 2x2 and take a random `image_size` crop, so texture cannot
             carry shape.
+        inverted_classes (`list[int]`, *optional*):
+            Classes the generator learned inside out: the shape mask on the background and the two texture
+            mechanisms swapped, which reproduces class-tied training images exactly. `generate` re-orients
+            them (mask 1 - m; a texture or background of such a class from the other mechanism), else
+            counterfactuals would tie colours to shapes. Set by `orient_classes()` after training.
         disc_type (`str`, *optional*, defaults to `"mlp"`):
             `"mlp"` (an MLP over the flattened image; the authors' colored MNIST discriminator) or
             `"conv"` (three strided convs with projection conditioning; the authors' choice for textured
@@ -57,6 +62,7 @@ class CGNConfig(PreTrainedConfig):
     num_channels: int = 3
     mask_clamp: tuple[float, float] | list[float] = (1e-4, 0.9999)
     shuffle_texture: bool = True
+    inverted_classes: list[int] | None = None
     disc_type: str = "mlp"
     disc_conditioning: str = "projection"
     disc_hidden: int = 512
@@ -77,6 +83,11 @@ class CGNConfig(PreTrainedConfig):
         if not 0.0 <= low < high <= 1.0:
             raise ValueError(
                 f"mask_clamp must be (low, high) with 0 <= low < high <= 1, got {self.mask_clamp}."
+            )
+        inverted = self.inverted_classes or []
+        if len(set(inverted)) != len(inverted) or any(not 0 <= c < self.num_classes for c in inverted):
+            raise ValueError(
+                f"inverted_classes must be distinct class ids in [0, {self.num_classes}), got {inverted}."
             )
         if self.disc_type not in ("mlp", "conv"):
             raise ValueError(f"disc_type must be 'mlp' or 'conv', got {self.disc_type!r}.")

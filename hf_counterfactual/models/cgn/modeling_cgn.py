@@ -170,13 +170,15 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         background_labels: torch.Tensor,
         noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        reorient: bool = False,
         return_dict: bool = True,
         **kwargs,
     ) -> CGNOutput | tuple:
         """Generate images whose shape, foreground texture and background have the given classes.
 
         `noise` is one (B, latent_dim) tensor used by all three mechanisms or a tuple of three; `None`
-        draws one shared u with `generator`. `generator` also drives the texture shuffler.
+        draws one shared u with `generator`. `generator` also drives the texture shuffler. `reorient`
+        turns `config.inverted_classes` right side out (`generate` does; training does not).
         """
         labels = check_labels(
             self.config,
@@ -191,6 +193,13 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         mask = torch.sigmoid(self.shape(u_shape, ys[0])).clamp(low, high)
         foreground = torch.tanh(self.foreground(u_fg, ys[1]))
         background = torch.tanh(self.background(u_bg, ys[2]))
+        if reorient and self.config.inverted_classes:
+            inverted = torch.zeros(self.config.num_classes, dtype=torch.bool, device=self.device)
+            inverted[self.config.inverted_classes] = True
+            shape_in, texture_in, background_in = (inverted[y][:, None, None, None] for y in ys)
+            mask = torch.where(shape_in, 1 - mask, mask)
+            foreground = torch.where(texture_in, torch.tanh(self.background(u_fg, ys[1])), foreground)
+            background = torch.where(background_in, torch.tanh(self.foreground(u_bg, ys[2])), background)
         if self.config.shuffle_texture:
             foreground = shuffle_texture(foreground, generator)
             background = shuffle_texture(background, generator)
@@ -231,9 +240,33 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         was_training = self.training
         self.eval()
         try:
-            return self(*labels.values(), noise=noise * 3 if shared_noise else noise, generator=generator)
+            noise = noise * 3 if shared_noise else noise
+            return self(*labels.values(), noise=noise, generator=generator, reorient=True)
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def orient_classes(self, num_samples: int = 200, border_width: int = 2, seed: int = 0) -> list[int]:
+        """Find the classes whose mask covers the image border more than half (inside out), store them in
+        `config.inverted_classes` and return them. The centred-object prior of the training's L_border,
+        applied after it: the composition cannot tell (m, f, b) from (1 - m, b, f) on class-tied data."""
+        k, size = self.config.num_classes, self.config.image_size
+        if not 0 < border_width <= size // 2:
+            raise ValueError(f"border_width must be in [1, {size // 2}], got {border_width}.")
+        labels = torch.arange(k, device=self.device).repeat_interleave(num_samples)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        noise = torch.randn(labels.numel(), self.config.latent_dim, generator=generator, device=self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            mask = self(labels, labels, labels, noise=noise.to(self.dtype), generator=generator).mask[:, 0]
+        finally:
+            self.train(was_training)
+        frame = torch.ones(size, size, dtype=torch.bool, device=self.device)
+        frame[border_width:-border_width, border_width:-border_width] = False
+        border = mask[:, frame].float().view(k, -1).mean(dim=1)
+        self.config.inverted_classes = [c for c in range(k) if border[c] > 0.5]
+        return self.config.inverted_classes
 
 
 class CGNDiscriminator(CGNPreTrainedModel):

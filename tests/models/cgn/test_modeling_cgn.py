@@ -3,6 +3,7 @@ texture shuffler, conditioning, determinism, errors, save / load and Auto classe
 
 import pytest
 import torch
+from torch import nn
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
@@ -109,6 +110,56 @@ def test_model_textures_are_shuffled_versions_of_unshuffled_ones():
 
 
 # --- noise, conditioning, generate ---------------------------------------------------------------
+
+
+def test_reorient_flips_the_mask_and_swaps_the_texture_mechanisms_of_inverted_classes():
+    """Class 1 inside out: its shape mask becomes 1 - m, a texture of class 1 comes from the background
+    mechanism and a background of class 1 from the foreground mechanism; other classes are untouched."""
+    model = tiny_cgn(shuffle_texture=False).eval()
+    shape, texture, background = ([0, 1, 2], [1, 2, 1], [1, 1, 0])
+    u = tuple(torch.randn(3, 6) for _ in range(3))
+    plain = model(shape, texture, background, noise=u)
+    model.config.inverted_classes = [1]
+    assert torch.equal(model(shape, texture, background, noise=u).images, plain.images)  # training: as is
+    out = model(shape, texture, background, noise=u, reorient=True)
+
+    mask = plain.mask.clone()
+    mask[1] = 1 - plain.mask[1]
+    foreground = plain.foreground.clone()
+    foreground[[0, 2]] = torch.tanh(model.background(u[1], torch.tensor(texture)))[[0, 2]]
+    back = plain.background.clone()
+    back[[0, 1]] = torch.tanh(model.foreground(u[2], torch.tensor(background)))[[0, 1]]
+    torch.testing.assert_close(out.mask, mask)
+    torch.testing.assert_close(out.foreground, foreground)
+    torch.testing.assert_close(out.background, back)
+    torch.testing.assert_close(out.images, mask * foreground + (1 - mask) * back)
+    generated = model.generate(shape, texture, background, seed=2)  # generate re-orients
+    model.config.inverted_classes = None
+    assert not torch.equal(generated.images, model.generate(shape, texture, background, seed=2).images)
+
+
+class BorderOrCentreMask(nn.Module):
+    """A stand-in shape mechanism: class 1 masks the 2-pixel border (inside out), the others the centre."""
+
+    def forward(self, noise, labels):
+        centre = torch.full((8, 8), -6.0)
+        centre[2:-2, 2:-2] = 6.0
+        inside_out = (labels == 1)[:, None, None, None]
+        return torch.where(inside_out, -centre, centre).expand(len(labels), 1, 8, 8)
+
+
+def test_orient_classes_finds_inside_out_classes_and_generate_turns_them_right_side_out(tmp_path):
+    model = tiny_cgn()
+    model.shape = BorderOrCentreMask()
+    assert model.orient_classes(num_samples=3) == [1] and model.config.inverted_classes == [1]
+    mask = model.generate([0, 1], [0, 1], [0, 1], seed=0).mask[:, 0]
+    assert (mask[:, 2:-2, 2:-2] > 0.99).all() and (mask[:, :2] < 0.01).all()  # both centred now
+    assert model.orient_classes(num_samples=3) == [1]  # found on the raw masks, not the re-oriented ones
+
+    model.save_pretrained(tmp_path)
+    assert CGNConfig.from_pretrained(tmp_path).inverted_classes == [1]
+    with pytest.raises(ValueError, match=r"border_width must be in \[1, 4\], got 5"):
+        model.orient_classes(border_width=5)
 
 
 def test_noise_none_draws_one_shared_u_from_the_generator():
@@ -300,6 +351,8 @@ def test_mlp_projection_score_is_head_plus_label_embedding_dot_features():
         ({"disc_conditioning": "film"}, "disc_conditioning must be 'projection' or 'concat', got 'film'"),
         ({"disc_type": "conv", "disc_conditioning": "concat"}, "conv discriminator supports only"),
         ({"disc_type": "conv", "image_size": 4}, "conv discriminator needs image_size >= 8, got 4"),
+        ({"num_classes": 4, "inverted_classes": [4]}, r"inverted_classes must be distinct class ids in \[0, 4\)"),
+        ({"inverted_classes": [1, 1]}, "inverted_classes must be distinct class ids"),
     ],
 )
 def test_config_validation_errors(kwargs, message):
