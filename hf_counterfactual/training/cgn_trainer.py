@@ -448,7 +448,9 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
             gan.update_ema()  # the last optimizer step
         generator = gan.generator_ema
     if accelerator.is_main_process:
-        results["inverted_classes"] = generator.orient_classes(border_width=cfg.border_width, seed=cfg.eval_seed)
+        results["inverted_classes"] = generator.orient_classes(
+            border_width=cfg.border_width, seed=cfg.eval_seed
+        )
         generator.save_pretrained(train_cfg.output_dir)
         gan.discriminator.save_pretrained(os.path.join(train_cfg.output_dir, "discriminator"))
         results.update(evaluate_generator(generator, cfg.eval_samples, cfg.eval_seed))

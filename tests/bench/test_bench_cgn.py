@@ -36,6 +36,8 @@ def test_bench_cgn_smoke_writes_every_figure(tmp_path):
     transfer = figures["cgn_transfer_accuracy"]
     assert set(transfer) == {"2", "4"} and figures["cgn_selected_step"] in (2, 4)
     assert transfer[str(figures["cgn_selected_step"])] == max(transfer.values())
+    assert isinstance(figures["cgn_inverted_classes"], list)
+    assert all(0 <= c < 10 for c in figures["cgn_inverted_classes"])
     json.dumps(result)
 
 

@@ -3,8 +3,8 @@ texture shuffler, conditioning, determinism, errors, save / load and Auto classe
 
 import pytest
 import torch
-from torch import nn
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from hf_counterfactual.models.cgn import (
@@ -351,7 +351,10 @@ def test_mlp_projection_score_is_head_plus_label_embedding_dot_features():
         ({"disc_conditioning": "film"}, "disc_conditioning must be 'projection' or 'concat', got 'film'"),
         ({"disc_type": "conv", "disc_conditioning": "concat"}, "conv discriminator supports only"),
         ({"disc_type": "conv", "image_size": 4}, "conv discriminator needs image_size >= 8, got 4"),
-        ({"num_classes": 4, "inverted_classes": [4]}, r"inverted_classes must be distinct class ids in \[0, 4\)"),
+        (
+            {"num_classes": 4, "inverted_classes": [4]},
+            r"inverted_classes must be distinct class ids in \[0, 4\)",
+        ),
         ({"inverted_classes": [1, 1]}, "inverted_classes must be distinct class ids"),
     ],
 )
