@@ -211,7 +211,7 @@ def run_cgn_variant(
         "cgn_train_seconds": cgn["train_seconds"],
         "cgn_transfer_accuracy": cgn.get("transfer_accuracy"),  # per evaluated step, with cgn_eval_steps
         "cgn_selected_step": cgn.get("best_step"),
-        "cgn_inverted_classes": cgn["inverted_classes"],  # learned inside out; generate re-orients them
+        "cgn_inverted_classes": cgn.get("inverted_classes"),  # learned inside out; generate re-orients them
     }
 
 
