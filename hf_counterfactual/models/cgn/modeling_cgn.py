@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_cgn import CGNConfig
+from .losses import mask_border_loss
 
 MECHANISMS = ("shape", "foreground", "background")
 
@@ -250,21 +251,17 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         """Find the classes whose mask covers the image border more than half (inside out), store them in
         `config.inverted_classes` and return them. The centred-object prior of the training's L_border,
         applied after it: the composition cannot tell (m, f, b) from (1 - m, b, f) on class-tied data."""
-        k, size = self.config.num_classes, self.config.image_size
-        if not 0 < border_width <= size // 2:
-            raise ValueError(f"border_width must be in [1, {size // 2}], got {border_width}.")
+        k = self.config.num_classes
         labels = torch.arange(k, device=self.device).repeat_interleave(num_samples)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         noise = torch.randn(labels.numel(), self.config.latent_dim, generator=generator, device=self.device)
         was_training = self.training
         self.eval()
         try:
-            mask = self(labels, labels, labels, noise=noise.to(self.dtype), generator=generator).mask[:, 0]
+            mask = self(labels, labels, labels, noise=noise.to(self.dtype), generator=generator).mask
         finally:
             self.train(was_training)
-        frame = torch.ones(size, size, dtype=torch.bool, device=self.device)
-        frame[border_width:-border_width, border_width:-border_width] = False
-        border = mask[:, frame].float().view(k, -1).mean(dim=1)
+        border = [mask_border_loss(class_masks, border_width) for class_masks in mask.split(num_samples)]
         self.config.inverted_classes = [c for c in range(k) if border[c] > 0.5]
         return self.config.inverted_classes
 

@@ -158,7 +158,7 @@ def test_orient_classes_finds_inside_out_classes_and_generate_turns_them_right_s
 
     model.save_pretrained(tmp_path)
     assert CGNConfig.from_pretrained(tmp_path).inverted_classes == [1]
-    with pytest.raises(ValueError, match=r"border_width must be in \[1, 4\], got 5"):
+    with pytest.raises(ValueError, match=r"border width must be in \[1, 4\), got 5"):
         model.orient_classes(border_width=5)
 
 
