@@ -55,9 +55,8 @@ p.add_argument("--json", required=True)
 args = p.parse_args()
 
 start = time.perf_counter()
-quick = SCALES["quick"]
+quick = {**SCALES["quick"], "binarize": args.binarize}
 items = load_item_source("auto")
-quick = {**quick, "binarize": args.binarize}
 biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 cgn_data = build_cgn_variant(
     CgnVariantConfig(
