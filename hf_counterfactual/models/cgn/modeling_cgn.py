@@ -195,12 +195,17 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         foreground = torch.tanh(self.foreground(u_fg, ys[1]))
         background = torch.tanh(self.background(u_bg, ys[2]))
         if reorient and self.config.inverted_classes:
+            # only the rows of inverted classes run the other mechanism (eval mode: rows are independent)
             inverted = torch.zeros(self.config.num_classes, dtype=torch.bool, device=self.device)
             inverted[self.config.inverted_classes] = True
-            shape_in, texture_in, background_in = (inverted[y][:, None, None, None] for y in ys)
-            mask = torch.where(shape_in, 1 - mask, mask)
-            foreground = torch.where(texture_in, torch.tanh(self.background(u_fg, ys[1])), foreground)
-            background = torch.where(background_in, torch.tanh(self.foreground(u_bg, ys[2])), background)
+            shape_in, texture_in, background_in = (inverted[y] for y in ys)
+            mask = torch.where(shape_in[:, None, None, None], 1 - mask, mask)
+            if texture_in.any():
+                swapped = torch.tanh(self.background(u_fg[texture_in], ys[1][texture_in]))
+                foreground = foreground.index_put((texture_in,), swapped)
+            if background_in.any():
+                swapped = torch.tanh(self.foreground(u_bg[background_in], ys[2][background_in]))
+                background = background.index_put((background_in,), swapped)
         if self.config.shuffle_texture:
             foreground = shuffle_texture(foreground, generator)
             background = shuffle_texture(background, generator)
