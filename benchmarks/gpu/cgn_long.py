@@ -37,6 +37,12 @@ p.add_argument("--disc-type", default="mlp", choices=["mlp", "conv"], help="The 
 p.add_argument(
     "--binarize", action="store_true", help="Items composed with their binary mask (the authors' data)."
 )
+p.add_argument(
+    "--per-image",
+    type=int,
+    default=2,
+    help="Counterfactuals per real image in the scoring (full protocol: 10).",
+)
 p.add_argument("--checkpoints", type=int, default=4, help="Checkpoints scored along the run.")
 p.add_argument(
     "--ema-decay", type=float, default=0.0, help="Score the moving average of G's weights (0: off)."
@@ -55,7 +61,7 @@ p.add_argument("--json", required=True)
 args = p.parse_args()
 
 start = time.perf_counter()
-quick = {**SCALES["quick"], "binarize": args.binarize}
+quick = {**SCALES["quick"], "binarize": args.binarize, "per_image": args.per_image}
 items = load_item_source("auto")
 biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 cgn_data = build_cgn_variant(

@@ -23,17 +23,22 @@ p.add_argument("--generator", required=True, help="Folder of a saved Counterfact
 p.add_argument("--variant", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--per-image", type=int, nargs="+", default=[2, 5, 10])
+p.add_argument(
+    "--binarize", action="store_true", help="Items composed with their binary mask (cgn_long.py --binarize)."
+)
 p.add_argument("--output-dir", default="outputs/gpu/cgn_rescore")
 p.add_argument("--json", required=True)
 args = p.parse_args()
 
-quick = SCALES["quick"]
+quick = {**SCALES["quick"], "binarize": args.binarize}
 items = load_item_source("auto")
 biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 device = "cuda" if torch.cuda.is_available() else "cpu"
 generator = CounterfactualGenerativeNetwork.from_pretrained(args.generator).to(device).eval()
+inverted = generator.orient_classes()  # as the trainer does before saving (generators saved before it did)
 
-result = {"generator": args.generator, "variant": args.variant, "seed": args.seed, "per_image": {}}
+result = {"generator": args.generator, "variant": args.variant, "seed": args.seed, "binarize": args.binarize}
+result |= {"inverted_classes": inverted, "per_image": {}}
 for k in args.per_image:
     which = ("cgn",) if "acc_oracle_test" in result else ("cgn", "oracle")
     out = os.path.join(args.output_dir, f"{os.path.basename(args.generator.rstrip('/'))}_{k}")
