@@ -35,7 +35,9 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=4e-4)
 p.add_argument("--disc-type", default="mlp", choices=["mlp", "conv"], help="The CGN's discriminator.")
 p.add_argument(
-    "--binarize", action="store_true", help="Items composed with their binary mask (the authors' data)."
+    "--binarize",
+    action=argparse.BooleanOptionalAction,
+    help="Items composed with their binary mask, or (--no-binarize) their intensity; default: the variant's.",
 )
 p.add_argument(
     "--per-image",
@@ -81,7 +83,7 @@ mode = args.compile_mode or ("reduce-overhead" if torch.cuda.is_available() else
 compiled = f"_compile-{mode}" if args.torch_compile else ""
 compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
 compiled += "_conv" if args.disc_type == "conv" else ""
-compiled += "_binary" if args.binarize else ""
+compiled += {True: "_binary", False: "_soft", None: ""}[args.binarize]
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 

@@ -24,7 +24,9 @@ p.add_argument("--variant", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--per-image", type=int, nargs="+", default=[2, 5, 10])
 p.add_argument(
-    "--binarize", action="store_true", help="Items composed with their binary mask (cgn_long.py --binarize)."
+    "--binarize",
+    action=argparse.BooleanOptionalAction,
+    help="Items composed with their binary mask, or (--no-binarize) their intensity; default: the variant's.",
 )
 p.add_argument("--output-dir", default="outputs/gpu/cgn_rescore")
 p.add_argument("--json", required=True)

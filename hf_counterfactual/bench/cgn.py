@@ -170,10 +170,10 @@ def benchmark_splits(
     variant: str, sc: dict, seed: int, items: DatasetDict
 ) -> tuple[DatasetDict, DatasetDict]:
     """The biased benchmark of `variant` at scale `sc` and its oracle twin (same items, colours / textures
-    drawn at random), built from `items` (`load_item_source`). `sc["binarize"]`, if set, composes the items
-    with their binary mask (the authors' double-colored / wildlife data) instead of their intensity."""
+    drawn at random), built from `items` (`load_item_source`). `sc["binarize"]`, if set, overrides how the
+    items are composed (default: the authors' choice per variant, `CgnVariantConfig.binarize`)."""
     sizes = {"num_train": sc["num_train"], "num_validation": 0, "num_test": sc["num_test"], "seed": seed}
-    sizes["binarize"] = sc.get("binarize", False)
+    sizes["binarize"] = sc.get("binarize")
     biased = build_cgn_variant(CgnVariantConfig(variant=variant, **sizes), items)
     oracle = build_cgn_variant(CgnVariantConfig(variant=variant, bias=False, **sizes), items)
     return biased, oracle

@@ -7,11 +7,11 @@ its own class: the item's shape (`label`), the foreground colour / texture that 
 
     image = alpha * foreground + (1 - alpha) * background
 
-with alpha the item's intensity resized to `image_size` (or its binary `mask` with `binarize=True`,
-as the authors' double-colored and wildlife MNIST; on Fashion-MNIST items that did not help the CGN,
-see benchmarks/README.md). In train and validation the foreground and background classes equal the
-label (the bias a plain classifier learns); in test they are drawn uniformly at random, independent
-of the label and of each other. With `bias=False` every split draws them at random: the oracle data,
+with alpha the item's intensity resized to `image_size` (the authors' colored MNIST) or its binary
+`mask` (their double-colored and wildlife MNIST; `binarize` picks, by default as the authors). In
+train and validation the foreground and background classes equal the label (the bias a plain
+classifier learns); in test they are drawn uniformly at random, independent of the label and of
+each other. With `bias=False` every split draws them at random: the oracle data,
 on exactly the same items (shapes) as the biased build with the same seed.
 
 - colored: the item in palette[f] + jitter on black (Kim et al.'s colored MNIST); `background` is -1.
@@ -53,6 +53,9 @@ CGN_PALETTE = (
 # The colour jitter of the authors' data when color_std is None: colored MNIST with variance 0.02
 # (Kim et al.), double-colored with std 0.01. Wildlife textures are not jittered.
 PAPER_COLOR_STD = {"colored": 0.02**0.5, "double_colored": 0.01, "wildlife": 0.0}
+# How the authors compose when binarize is None: colored MNIST keeps the digit's intensity,
+# double-colored and wildlife MNIST threshold it to a binary mask
+PAPER_BINARIZE = {"colored": False, "double_colored": True, "wildlife": True}
 _TEXTURE_SEED = 2101_06046  # the value-noise lattice; fixed, so textures never change with the seed
 
 
@@ -62,7 +65,7 @@ class CgnVariantConfig:
 
     The defaults follow the paper: 32-pixel RGB images, the authors' colour jitter, class-tied
     colours / textures in train and validation, random ones in test, no pixel noise; items are
-    composed with their intensity (the authors' colored MNIST) for every variant.
+    composed with their intensity on colored and with their binary mask on the other two.
     """
 
     variant: str = field(
@@ -87,11 +90,12 @@ class CgnVariantConfig:
         },
     )
     noise_std: float = field(default=0.0, metadata={"help": "Std of Gaussian pixel noise (0..1 scale)."})
-    binarize: bool = field(
-        default=False,
+    binarize: bool | None = field(
+        default=None,
         metadata={
-            "help": "Compose with the binary mask instead of the item's intensity (as the authors' code), "
-            "so image = mask * foreground + (1 - mask) * background exactly."
+            "help": "Compose with the binary mask (image = mask * foreground + (1 - mask) * background "
+            "exactly) instead of the item's intensity. None: the authors' choice for the variant "
+            "(intensity on colored, mask on double_colored and wildlife)."
         },
     )
     mask_threshold: float = field(
@@ -287,12 +291,13 @@ def _build_split(
     rows = {"image": [], "label": labels, "foreground": fg, "background": bg, "mask": [], "item": items}
     if config.variant == "colored":
         rows["background"] = np.full(len(items), -1, dtype=np.int64)
+    binarize = PAPER_BINARIZE[config.variant] if config.binarize is None else config.binarize
     chunk = 2048  # bounds the float32 working memory
     for start in range(0, len(items), chunk):
         part = slice(start, start + chunk)
         intensity = _load_items(source, items[part], config.image_size)
         mask = intensity > config.mask_threshold
-        alpha = mask.astype(np.float32) if config.binarize else intensity
+        alpha = mask.astype(np.float32) if binarize else intensity
         rows["image"].extend(_png(_compose(config, alpha, fg[part], bg[part], rng, textures)))
         rows["mask"].extend(_png(mask.astype(np.uint8) * 255))
     return rows

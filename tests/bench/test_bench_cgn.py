@@ -118,18 +118,20 @@ def test_score_generator_trains_only_the_named_classifiers(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier_cgn", "classifier_oracle"]
 
 
-@pytest.mark.parametrize("binarize", [False, True])
-def test_benchmark_splits_compose_with_the_binary_mask_when_the_scale_asks(binarize):
-    """sc["binarize"]: each double_colored image is its two jittered colours only (the authors' data);
-    otherwise the item's intensity blends them, and the oracle twin shares the biased build's items."""
+@pytest.mark.parametrize("binarize,expect_binary", [(None, True), (False, False), (True, True)])
+def test_benchmark_splits_compose_with_the_binary_mask_unless_the_scale_says_otherwise(
+    binarize, expect_binary
+):
+    """double_colored by default (the authors' data) and with sc["binarize"]: each image is its two jittered
+    colours only; with binarize False the item's intensity blends them. The oracle twin shares the items."""
     import numpy as np
 
     from hf_counterfactual.bench.cgn import benchmark_splits
     from hf_counterfactual.data import load_item_source
 
-    sc = {"num_train": 6, "num_test": 4, **({"binarize": True} if binarize else {})}
+    sc = {"num_train": 6, "num_test": 4, **({} if binarize is None else {"binarize": binarize})}
     biased, oracle = benchmark_splits("double_colored", sc, 0, load_item_source("digits"))
     assert biased["train"]["item"] == oracle["train"]["item"]
     for image in biased["train"]["image"]:
         colours = np.unique(np.asarray(image).reshape(-1, 3), axis=0)
-        assert (len(colours) == 2) == binarize, len(colours)
+        assert (len(colours) == 2) == expect_binary, len(colours)

@@ -121,14 +121,28 @@ def test_items_train_and_validation_disjoint_test_from_the_test_split(digits, la
     assert list(source_labels[data["test"]["item"]]) == data["test"]["label"]
 
 
-@pytest.mark.parametrize("variant", ["colored", "double_colored"])
-def test_pixels_follow_the_composition_and_mask_is_the_thresholded_item(digits, variant):
-    """Without jitter or noise: x = alpha * palette colour + (1 - alpha) * background colour."""
-    config = tiny_config(variant=variant, color_std=0.0, mask_threshold=0.3)
+@pytest.mark.parametrize(
+    "variant,binarize,expect_binary",
+    [
+        ("colored", None, False),  # the authors' defaults: intensity on colored,
+        ("double_colored", None, True),  # the binary mask on double-colored (and wildlife)
+        ("colored", True, True),
+        ("double_colored", False, False),
+    ],
+)
+def test_pixels_follow_the_composition_and_mask_is_the_thresholded_item(
+    digits, variant, binarize, expect_binary
+):
+    """Without jitter or noise: x = alpha * palette colour + (1 - alpha) * background colour, alpha the item's
+    intensity or its mask."""
+    config = tiny_config(variant=variant, color_std=0.0, mask_threshold=0.3, binarize=binarize)
     data = build_cgn_variant(config, digits)
     for split, source in (("train", digits["train"]), ("test", digits["test"])):
         rows = data[split]
         alpha = alphas(source, rows["item"], 16)[..., None]
+        mask = alpha[..., 0] > 0.3
+        if expect_binary:
+            alpha = mask[..., None].astype(np.float64)
         fg, bg = np.asarray(rows["foreground"]), np.asarray(rows["background"])
         if variant == "colored":
             expected = alpha * PALETTE[fg][:, None, None]
@@ -138,7 +152,7 @@ def test_pixels_follow_the_composition_and_mask_is_the_thresholded_item(digits, 
         assert np.abs(stack(rows).astype(np.float64) - expected).max() <= 1
         masks = stack(rows, "mask")
         assert set(np.unique(masks)) == {0, 255}
-        assert np.array_equal(masks == 255, alpha[..., 0] > 0.3)
+        assert np.array_equal(masks == 255, mask)
 
 
 @pytest.mark.parametrize("color_std,expected_std", [(0.05, 0.05), (None, 0.02**0.5)])
