@@ -38,6 +38,7 @@ def test_bench_cgn_smoke_writes_every_figure(tmp_path):
     assert transfer[str(figures["cgn_selected_step"])] == max(transfer.values())
     assert isinstance(figures["cgn_inverted_classes"], list)
     assert all(0 <= c < 10 for c in figures["cgn_inverted_classes"])
+    assert figures["binary_items"] is False  # colored keeps the items' intensity
     json.dumps(result)
 
 
