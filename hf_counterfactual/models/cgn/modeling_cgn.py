@@ -195,6 +195,8 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         foreground = torch.tanh(self.foreground(u_fg, ys[1]))
         background = torch.tanh(self.background(u_bg, ys[2]))
         if reorient and self.config.inverted_classes:
+            if self.training:  # BatchNorm would see only the swapped rows
+                raise ValueError("reorient=True samples in eval mode: call .eval() first (generate() does).")
             # only the rows of inverted classes run the other mechanism (eval mode: rows are independent)
             inverted = torch.zeros(self.config.num_classes, dtype=torch.bool, device=self.device)
             inverted[self.config.inverted_classes] = True

@@ -136,6 +136,9 @@ def test_reorient_flips_the_mask_and_swaps_the_texture_mechanisms_of_inverted_cl
     untouched = model([0, 2, 0], [2, 0, 0], [0, 0, 2], noise=u, reorient=True)  # no row of class 1
     plain_untouched = model([0, 2, 0], [2, 0, 0], [0, 0, 2], noise=u)
     torch.testing.assert_close(untouched.images, plain_untouched.images)
+    with pytest.raises(ValueError, match=r"reorient=True samples in eval mode: call \.eval\(\) first"):
+        model.train()(shape, texture, background, noise=u, reorient=True)
+    model.eval()
     generated = model.generate(shape, texture, background, seed=2)  # generate re-orients
     model.config.inverted_classes = None
     assert not torch.equal(generated.images, model.generate(shape, texture, background, seed=2).images)
