@@ -17,7 +17,7 @@ import torch
 from datasets import DatasetDict
 
 from ..data import load_item_source
-from ..data.cgn_variants import CGN_VARIANTS, PAPER_BINARIZE, CgnVariantConfig, build_cgn_variant
+from ..data.cgn_variants import CGN_VARIANTS, CgnVariantConfig, build_cgn_variant
 from ..models.cgn import (
     CounterfactualGenerativeNetwork,
     generate_counterfactual_dataset,
@@ -212,7 +212,7 @@ def run_cgn_variant(
         "cgn_transfer_accuracy": cgn.get("transfer_accuracy"),  # per evaluated step, with cgn_eval_steps
         "cgn_selected_step": cgn.get("best_step"),
         "cgn_inverted_classes": cgn.get("inverted_classes"),  # learned inside out; generate re-orients them
-        "binary_items": PAPER_BINARIZE[variant] if sc.get("binarize") is None else sc["binarize"],
+        "binary_items": CgnVariantConfig(variant=variant, binarize=sc.get("binarize")).binary_items,
     }
 
 

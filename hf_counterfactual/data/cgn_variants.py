@@ -107,6 +107,11 @@ class CgnVariantConfig:
     num_test: int = field(default=2000, metadata={"help": "Test images (random colours / textures)."})
     seed: int = field(default=0, metadata={"help": "Seed of everything random in the builder."})
 
+    @property
+    def binary_items(self) -> bool:
+        """Whether items are composed with their binary mask: `binarize`, or the authors' choice if None."""
+        return PAPER_BINARIZE[self.variant] if self.binarize is None else self.binarize
+
     def __post_init__(self):
         if self.variant not in CGN_VARIANTS:
             raise ValueError(f"Unknown CGN variant {self.variant!r}; valid: {', '.join(CGN_VARIANTS)}.")
@@ -291,13 +296,12 @@ def _build_split(
     rows = {"image": [], "label": labels, "foreground": fg, "background": bg, "mask": [], "item": items}
     if config.variant == "colored":
         rows["background"] = np.full(len(items), -1, dtype=np.int64)
-    binarize = PAPER_BINARIZE[config.variant] if config.binarize is None else config.binarize
     chunk = 2048  # bounds the float32 working memory
     for start in range(0, len(items), chunk):
         part = slice(start, start + chunk)
         intensity = _load_items(source, items[part], config.image_size)
         mask = intensity > config.mask_threshold
-        alpha = mask.astype(np.float32) if binarize else intensity
+        alpha = mask.astype(np.float32) if config.binary_items else intensity
         rows["image"].extend(_png(_compose(config, alpha, fg[part], bg[part], rng, textures)))
         rows["mask"].extend(_png(mask.astype(np.uint8) * 255))
     return rows
