@@ -110,6 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         generate_counterfactual_dataset,
         save_counterfactual_grid,
         save_image_grid,
+        save_mechanism_grid,
     )
 
     if args.num_images <= 0:
@@ -123,6 +124,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be a class id in [0, {k}), got {value}.")
     if args.grid:
         save_counterfactual_grid(model, args.out, seed=args.seed)
+    elif args.mechanisms:
+        save_mechanism_grid(model, args.out, seed=args.seed)
     else:
         n = args.num_images
         out = model.generate([args.shape] * n, [texture] * n, [background] * n, seed=args.seed)
@@ -268,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
-        "generate", help="CGN samples of chosen classes as a PNG grid, a class grid, or a dataset."
+        "generate",
+        help="CGN samples of chosen classes as a PNG grid, a class or mechanism grid, or a dataset.",
     )
     p.add_argument("--model", required=True, help="Folder of a saved CounterfactualGenerativeNetwork.")
     p.add_argument("--shape", type=int, default=0, help="Shape (mask) class.")
@@ -276,7 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", type=int, help="Background class (default: --shape).")
     p.add_argument("-n", "--num-images", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid", action="store_true", help="Write the shape x texture/background class grid.")
+    figure = p.add_mutually_exclusive_group()
+    figure.add_argument(
+        "--grid", action="store_true", help="Write the shape x texture/background class grid."
+    )
+    figure.add_argument(
+        "--mechanisms",
+        action="store_true",
+        help="Write each class's image, mask, foreground and background side by side (2 samples per class).",
+    )
     p.add_argument("--out", default="outputs/generate/cgn.png", help="PNG to write.")
     p.add_argument("--dataset-out", help="Also write a counterfactual dataset here (save_to_disk).")
     p.add_argument("--labels-from", type=int, default=100, help="Real images (labels cycle 0..K-1).")

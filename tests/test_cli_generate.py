@@ -41,6 +41,15 @@ def test_writes_class_grid_and_dataset(model_dir, tmp_path):
     assert len(data) == 6 and data["shape"] == [0, 0, 1, 1, 2, 2]
 
 
+def test_writes_mechanism_grid(model_dir, tmp_path):
+    out = tmp_path / "mechanisms.png"
+    main(["generate", "--model", model_dir, "--mechanisms", "--out", str(out)])
+    with Image.open(out) as image:  # 8 classes x (2 samples x 4 cells) of 8 px, 2 px padding
+        assert image.size == (8 * 10 + 2, 8 * 10 + 2)
+    with pytest.raises(SystemExit):  # one figure per call
+        main(["generate", "--model", model_dir, "--mechanisms", "--grid", "--out", str(out)])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -22,6 +22,7 @@ from ..models.cgn import (
     CounterfactualGenerativeNetwork,
     generate_counterfactual_dataset,
     save_counterfactual_grid,
+    save_mechanism_grid,
 )
 from ..training import TrainingConfig
 from ..training.cgn_config import CgnTrainConfig
@@ -201,6 +202,7 @@ def run_cgn_variant(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator = CounterfactualGenerativeNetwork.from_pretrained(cgn_train_cfg.output_dir).to(device)
     save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png"), seed=seed)
+    save_mechanism_grid(generator, os.path.join(out, "mechanism_grid.png"), seed=seed)
     scores = score_generator(generator, biased, oracle, sc, out, seed, show_progress, ensemble)
     return {
         **scores,

@@ -31,6 +31,7 @@ def test_bench_cgn_smoke_writes_every_figure(tmp_path):
     assert all(0.0 <= figures[k] <= 1.0 for k in FIGURES if "acc_" in k)
     assert 0.0 < figures["mask_mean"] < 1.0 and figures["images_per_second"] > 0
     assert (tmp_path / "colored" / "counterfactual_grid.png").is_file()
+    assert (tmp_path / "colored" / "mechanism_grid.png").is_file()
     assert set(result["targets_met"]) == {"colored"}
     # the smoke scale evaluates every 2 of its 4 steps and keeps the generator that transfers best
     transfer = figures["cgn_transfer_accuracy"]

@@ -8,6 +8,7 @@ from .counterfactuals import (
     generate_counterfactual_dataset,
     save_counterfactual_grid,
     save_image_grid,
+    save_mechanism_grid,
     to_uint8,
 )
 from .losses import (
@@ -57,6 +58,7 @@ __all__ = [
     "mode_seeking_loss",
     "save_counterfactual_grid",
     "save_image_grid",
+    "save_mechanism_grid",
     "shuffle_texture",
     "style_loss",
     "tile_and_crop",

@@ -1,4 +1,4 @@
-"""Counterfactual data from a CGN (arXiv 2101.06046, sec. 3.3): datasets, a class grid and sample grids.
+"""Counterfactual data from a CGN (arXiv 2101.06046, sec. 3.3): datasets, a class grid, sample and mechanism grids.
 
 A counterfactual keeps a real image's shape class and draws foreground texture and background classes
 independently, each mechanism with fresh noise ("mask from one class, foreground and background from
@@ -175,11 +175,38 @@ def save_image_grid(images: torch.Tensor, path: str | Path, columns: int | None 
     return path
 
 
+def save_mechanism_grid(
+    model: CounterfactualGenerativeNetwork,
+    path: str | Path,
+    classes: Sequence[int] | None = None,
+    samples: int = 2,
+    seed: int = 0,
+    pad: int = 2,
+) -> Path:
+    """Write each mechanism's output side by side: per class one row of `samples` groups of four cells,
+    the image, its mask (grey), foreground and background, all three mechanisms of that class.
+
+    It shows what the composition hides, e.g. a mask that dithers shading or a class learned inside out.
+    Classes default to all of [0, K); all cells come from one `generate(..., seed=seed)` call. Returns the path.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}.")
+    rows = list(range(model.config.num_classes)) if classes is None else [int(c) for c in classes]
+    if not rows:
+        raise ValueError("classes must name at least one class.")
+    labels = [c for c in rows for _ in range(samples)]
+    out = model.generate(labels, labels, labels, seed=seed)  # checks the class ids
+    mask = (out.mask * 2 - 1).expand(-1, out.images.shape[1], -1, -1)  # [0, 1] -> the images' [-1, 1]
+    cells = torch.stack([out.images, mask, out.foreground, out.background], dim=1).flatten(0, 1)
+    return save_image_grid(cells, path, columns=4 * samples, pad=pad)
+
+
 __all__ = [
     "batch_seed",
     "class_names",
     "generate_counterfactual_dataset",
     "save_counterfactual_grid",
     "save_image_grid",
+    "save_mechanism_grid",
     "to_uint8",
 ]

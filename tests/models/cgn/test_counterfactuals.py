@@ -1,5 +1,5 @@
 """CGN counterfactual data (arXiv 2101.06046, sec. 3.3): per-image counterfactuals keep the shape class and
-draw texture and background classes anew; determinism, save / load, errors, and the class-grid PNG."""
+draw texture and background classes anew; determinism, save / load, errors, the class and mechanism grids."""
 
 import datasets
 import numpy as np
@@ -14,6 +14,7 @@ from hf_counterfactual.models.cgn import (
     generate_counterfactual_dataset,
     save_counterfactual_grid,
     save_image_grid,
+    save_mechanism_grid,
     to_uint8,
 )
 
@@ -140,3 +141,21 @@ def test_image_grid_tiles_samples(model, tmp_path):
         assert image.size == (3 * 10 + 2, 2 * 10 + 2)  # 3 columns x 2 rows of 8 px + 2 px padding
         pixels = np.asarray(image)
     np.testing.assert_array_equal(pixels[2:10, 2:10], to_uint8(out.images)[0])
+
+
+def test_mechanism_grid_shows_the_composed_parts(model, tmp_path):
+    """Per class, `samples` groups of image | mask | foreground | background from one generate call: the
+    image cell is the composition m f + (1 - m) b of the three cells beside it."""
+    path = save_mechanism_grid(model, tmp_path / "m.png", classes=[2, 0], samples=2, seed=3)
+    with Image.open(path) as image:
+        assert image.size == (8 * 10 + 2, 2 * 10 + 2)  # 2 samples x 4 cells of 8 px, 2 rows
+        pixels = np.asarray(image).astype(float) / 255
+    out = model.generate([2, 2, 0, 0], [2, 2, 0, 0], [2, 2, 0, 0], seed=3)
+    cell = lambda row, col: pixels[2 + row * 10 : 10 + row * 10, 2 + col * 10 : 10 + col * 10]  # noqa: E731
+    np.testing.assert_allclose(cell(1, 5)[..., 0], out.mask[3, 0].numpy(), atol=1 / 255)  # class 0, sample 2
+    image, mask, fg, bg = (cell(0, c) for c in range(4))  # class 2, sample 1
+    np.testing.assert_allclose(image, mask * fg + (1 - mask) * bg, atol=3 / 255)
+    with pytest.raises(ValueError, match="class ids"):
+        save_mechanism_grid(model, tmp_path / "bad.png", classes=[4])
+    with pytest.raises(ValueError, match="samples"):
+        save_mechanism_grid(model, tmp_path / "bad.png", samples=0)
