@@ -186,8 +186,10 @@ def save_mechanism_grid(
     """Write each mechanism's output side by side: per class one row of `samples` groups of four cells,
     the image, its mask (grey), foreground and background, all three mechanisms of that class.
 
-    It shows what the composition hides, e.g. a mask that dithers shading or a class learned inside out.
-    Classes default to all of [0, K); all cells come from one `generate(..., seed=seed)` call. Returns the path.
+    It shows what the composition hides, e.g. a mask that dithers shading, or a mask on the background that
+    `orient_classes` did not catch (classes in `config.inverted_classes` are drawn re-oriented, as `generate`
+    draws them). Classes default to all of [0, K); all cells come from one `generate(..., seed=seed)` call.
+    Returns the path.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}.")
