@@ -81,6 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             variants=tuple(args.variants),
             ensemble=args.ensemble,
             torch_compile=args.torch_compile,
+            generators=args.generators,
         )
     _write_json(result, args.json)
 
@@ -115,6 +116,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     if args.num_images <= 0:
         raise ValueError(f"-n/--num-images must be > 0, got {args.num_images}.")
+    if args.pool_with and not args.dataset_out:
+        raise ValueError("--pool-with pools counterfactual datasets: it needs --dataset-out.")
     model = CounterfactualGenerativeNetwork.from_pretrained(args.model)
     k = model.config.num_classes
     texture = args.shape if args.texture is None else args.texture
@@ -132,8 +135,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         save_image_grid(out.images, args.out)
     print(f"wrote {args.out}")
     if args.dataset_out:
+        pool = [model] + [CounterfactualGenerativeNetwork.from_pretrained(d) for d in args.pool_with or []]
         data = generate_counterfactual_dataset(
-            model, args.labels_from, per_image=args.per_image, seed=args.seed, mode=args.mode
+            pool, args.labels_from, per_image=args.per_image, seed=args.seed, mode=args.mode
         )
         data.save_to_disk(args.dataset_out)
         print(f"wrote {args.dataset_out} ({len(data)} counterfactuals)")
@@ -268,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cgn: compile the GAN step (CUDA graphs on a GPU, where the step is bound by kernel launches).",
     )
+    p.add_argument(
+        "--generators",
+        type=int,
+        default=1,
+        help="cgn: CGNs trained per variant (seeds S, S+1, ...) whose counterfactuals are pooled.",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -294,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-from", type=int, default=100, help="Real images (labels cycle 0..K-1).")
     p.add_argument("--per-image", type=int, default=10, help="Counterfactuals per real image.")
     p.add_argument("--mode", default="random", choices=["random", "permuted"])
+    p.add_argument(
+        "--pool-with",
+        nargs="+",
+        metavar="DIR",
+        help="More CGN folders (e.g. other seeds) whose counterfactuals --dataset-out pools with --model's.",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("card", help="Write README.md (model card) for a saved model from its metrics.json.")

@@ -41,6 +41,23 @@ def test_writes_class_grid_and_dataset(model_dir, tmp_path):
     assert len(data) == 6 and data["shape"] == [0, 0, 1, 1, 2, 2]
 
 
+def test_pools_datasets_of_several_models(model_dir, tmp_path):
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    CounterfactualGenerativeNetwork(
+        CGNConfig(num_classes=8, image_size=8, latent_dim=8, ngf=4)
+    ).save_pretrained(other)
+    data_dir = tmp_path / "cf"
+    main(
+        ["generate", "--model", model_dir, "--out", str(tmp_path / "x.png"), "--dataset-out", str(data_dir)]
+        + ["--labels-from", "3", "--per-image", "2", "--pool-with", str(other)]
+    )
+    data = datasets.load_from_disk(str(data_dir))
+    assert data["generator"] == [0, 1] * 3 and data["shape"] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="--pool-with .* needs --dataset-out"):
+        main(["generate", "--model", model_dir, "--out", str(tmp_path / "y.png"), "--pool-with", str(other)])
+
+
 def test_writes_mechanism_grid(model_dir, tmp_path):
     out = tmp_path / "mechanisms.png"
     main(["generate", "--model", model_dir, "--mechanisms", "--out", str(out)])

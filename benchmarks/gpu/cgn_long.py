@@ -58,14 +58,21 @@ p.add_argument(
     help="torch.compile mode (default: reduce-overhead, i.e. CUDA graphs, on a GPU).",
 )
 p.add_argument("--seed", type=int, default=0)
+p.add_argument(
+    "--data-seed",
+    type=int,
+    default=None,
+    help="Seed of the benchmark data (default: --seed); other --seed values then train other GANs on the same data.",
+)
 p.add_argument("--output-dir", default="outputs/gpu/cgn")
 p.add_argument("--json", required=True)
 args = p.parse_args()
+data_seed = args.seed if args.data_seed is None else args.data_seed
 
 start = time.perf_counter()
 quick = {**SCALES["quick"], "binarize": args.binarize, "per_image": args.per_image}
 items = load_item_source("auto")
-biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
+biased, oracle = benchmark_splits(args.variant, quick, data_seed, items)
 cgn_data = build_cgn_variant(
     CgnVariantConfig(
         variant=args.variant,
@@ -73,7 +80,7 @@ cgn_data = build_cgn_variant(
         num_validation=0,
         num_test=0,
         binarize=args.binarize,
-        seed=args.seed + 100,
+        seed=data_seed + 100,
     ),
     items,
 )
@@ -84,6 +91,7 @@ compiled = f"_compile-{mode}" if args.torch_compile else ""
 compiled += f"_ema{args.ema_decay:g}" if args.ema_decay else ""
 compiled += "_conv" if args.disc_type == "conv" else ""
 compiled += {True: "_binary", False: "_soft", None: ""}[args.binarize]
+compiled += f"_d{data_seed}" if data_seed != args.seed else ""
 out = os.path.join(args.output_dir, f"{args.variant}_ngf{args.ngf}_b{args.batch}{compiled}_s{args.seed}")
 
 
@@ -134,6 +142,8 @@ save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png")
 
 result = {
     "variant": args.variant,
+    "seed": args.seed,
+    "data_seed": data_seed,
     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     "settings": {
         **sc,

@@ -1,8 +1,10 @@
-"""Re-score a trained CGN generator with the `bench cgn --quick` protocol at several counterfactuals per image.
+"""Re-score a trained CGN generator (or a pool of them) with the `bench cgn --quick` protocol at several counterfactuals per image.
 
 Reads top to bottom: rebuild the quick benchmark's biased / oracle splits for the seed the generator was
 scored with, train the oracle classifier once, then the counterfactual classifier on 2 / 5 / 10 (or
---per-image) counterfactuals per real training image. Runs on a CPU in minutes per generator.
+--per-image) counterfactuals per real training image. Several --generator folders pool their counterfactuals
+(`generate_counterfactual_dataset` of the list; e.g. CGNs trained with different seeds). Runs on a CPU in
+minutes per generator.
 
     python benchmarks/gpu/cgn_rescore.py --generator outputs/gpu/cgn/colored_..._s0 --variant colored --seed 0 \\
         --json out.json
@@ -19,7 +21,9 @@ from hf_counterfactual.data import load_item_source
 from hf_counterfactual.models.cgn import CounterfactualGenerativeNetwork
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--generator", required=True, help="Folder of a saved CounterfactualGenerativeNetwork.")
+p.add_argument(
+    "--generator", nargs="+", required=True, help="Folder(s) of saved CounterfactualGenerativeNetworks."
+)
 p.add_argument("--variant", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--per-image", type=int, nargs="+", default=[2, 5, 10])
@@ -36,14 +40,17 @@ quick = {**SCALES["quick"], "binarize": args.binarize}
 items = load_item_source("auto")
 biased, oracle = benchmark_splits(args.variant, quick, args.seed, items)
 device = "cuda" if torch.cuda.is_available() else "cpu"
-generator = CounterfactualGenerativeNetwork.from_pretrained(args.generator).to(device).eval()
-inverted = generator.orient_classes()  # as the trainer does before saving (generators saved before it did)
+pool = [CounterfactualGenerativeNetwork.from_pretrained(g).to(device).eval() for g in args.generator]
+# as the trainer does before saving (generators saved before it did)
+inverted = [g.orient_classes() for g in pool]
+generator = pool if len(pool) > 1 else pool[0]
+name = "+".join(os.path.basename(g.rstrip("/")) for g in args.generator)
 
 result = {"generator": args.generator, "variant": args.variant, "seed": args.seed, "binarize": args.binarize}
-result |= {"inverted_classes": inverted, "per_image": {}}
+result |= {"inverted_classes": inverted if len(pool) > 1 else inverted[0], "per_image": {}}
 for k in args.per_image:
     which = ("cgn",) if "acc_oracle_test" in result else ("cgn", "oracle")
-    out = os.path.join(args.output_dir, f"{os.path.basename(args.generator.rstrip('/'))}_{k}")
+    out = os.path.join(args.output_dir, f"{name}_{k}")
     scores = score_generator(
         generator, biased, oracle, {**quick, "per_image": k}, out, args.seed, False, which=which
     )

@@ -114,7 +114,7 @@ def cgn_configs(
 
 
 def score_generator(
-    generator: CounterfactualGenerativeNetwork,
+    generator: CounterfactualGenerativeNetwork | list[CounterfactualGenerativeNetwork],
     biased: DatasetDict,
     oracle: DatasetDict,
     sc: dict,
@@ -124,7 +124,8 @@ def score_generator(
     ensemble: bool = False,
     which: tuple[str, ...] = ("original", "cgn", "both", "oracle"),
 ) -> dict:
-    """Counterfactuals of `biased`'s train labels, then the classifiers named in `which`, on one test split.
+    """Counterfactuals of `biased`'s train labels (pooled, for a list of generators), then the classifiers
+    named in `which`, on one test split.
 
     Returns `acc_<name>_test` for each (plus `acc_original_train`, `oracle_shape_acc_counterfactual`),
     `cgn_vs_oracle` / `both_vs_oracle` when their parts ran, and the generation speed.
@@ -189,31 +190,50 @@ def run_cgn_variant(
     show_progress: bool = True,
     ensemble: bool = False,
     torch_compile: bool = False,
+    generators: int = 1,
 ) -> dict:
-    """The figures of one variant: CGN training, generation speed, and the five classifier accuracies."""
+    """The figures of one variant: CGN training, generation speed, and the five classifier accuracies.
+
+    `generators` > 1 trains that many CGNs on the same data (seeds `seed`, `seed + 1`, ...) and pools
+    their counterfactuals; mask statistics are then their means, per-CGN figures lists, one per CGN.
+    """
+    if generators < 1:
+        raise ValueError(f"generators must be >= 1, got {generators}.")
     sc = SCALES[scale]
     out = os.path.join(output_dir, variant)
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
 
-    cgn_cfg, cgn_train_cfg = cgn_configs(
-        variant, sc, seed, os.path.join(out, "cgn"), show_progress, torch_compile
-    )
-    cgn = run_cgn(cgn_train_cfg, cgn_cfg, biased)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    generator = CounterfactualGenerativeNetwork.from_pretrained(cgn_train_cfg.output_dir).to(device)
-    save_counterfactual_grid(generator, os.path.join(out, "counterfactual_grid.png"), seed=seed)
-    save_mechanism_grid(generator, os.path.join(out, "mechanism_grid.png"), seed=seed)
-    scores = score_generator(generator, biased, oracle, sc, out, seed, show_progress, ensemble)
+    runs, pool = [], []
+    for j in range(generators):
+        folder = os.path.join(out, "cgn" if j == 0 else f"cgn_{j}")
+        cgn_cfg, cgn_train_cfg = cgn_configs(variant, sc, seed + j, folder, show_progress, torch_compile)
+        runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))
+        pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
+    save_counterfactual_grid(pool[0], os.path.join(out, "counterfactual_grid.png"), seed=seed)
+    save_mechanism_grid(pool[0], os.path.join(out, "mechanism_grid.png"), seed=seed)
+    pooled = pool if generators > 1 else pool[0]
+    scores = score_generator(pooled, biased, oracle, sc, out, seed, show_progress, ensemble)
+
+    def each(key: str):  # one CGN's figure, or the list of the pool's
+        values = [run.get(key) for run in runs]
+        return values if generators > 1 else values[0]
+
+    def mean(key: str) -> float | None:  # the pool's mean of a per-CGN figure
+        values = [run.get(key) for run in runs]
+        return None if None in values else sum(values) / len(values)
+
     return {
         **scores,
-        "mask_mean": cgn["mask_mean"],
-        "mask_binariness": cgn["mask_binariness"],
-        "mask_iou": cgn.get("mask_iou"),
-        "images_per_second": cgn["images_per_second"],
-        "cgn_train_seconds": cgn["train_seconds"],
-        "cgn_transfer_accuracy": cgn.get("transfer_accuracy"),  # per evaluated step, with cgn_eval_steps
-        "cgn_selected_step": cgn.get("best_step"),
-        "cgn_inverted_classes": cgn.get("inverted_classes"),  # learned inside out; generate re-orients them
+        "mask_mean": mean("mask_mean"),
+        "mask_binariness": mean("mask_binariness"),
+        "mask_iou": mean("mask_iou"),
+        "images_per_second": mean("images_per_second"),
+        "cgn_train_seconds": sum(run["train_seconds"] for run in runs),
+        "cgn_transfer_accuracy": each("transfer_accuracy"),  # per evaluated step, with cgn_eval_steps
+        "cgn_selected_step": each("best_step"),
+        "cgn_inverted_classes": each("inverted_classes"),  # learned inside out; generate re-orients them
+        "generators": generators,
         "binary_items": CgnVariantConfig(variant=variant, binarize=sc.get("binarize")).binary_items,
     }
 
@@ -227,6 +247,7 @@ def run_cgn_benchmark(
     show_progress: bool = True,
     ensemble: bool = False,
     torch_compile: bool = False,
+    generators: int = 1,
 ) -> dict:
     """Every variant's figures, the settings they were measured with, and whether the target is met."""
     if scale not in SCALES:
@@ -236,7 +257,9 @@ def run_cgn_benchmark(
         raise ValueError(f"unknown CGN variants {sorted(unknown)}; valid: {', '.join(CGN_VARIANTS)}.")
     start = time.perf_counter()
     results = {
-        v: run_cgn_variant(v, scale, seed, item_source, output_dir, show_progress, ensemble, torch_compile)
+        v: run_cgn_variant(
+            v, scale, seed, item_source, output_dir, show_progress, ensemble, torch_compile, generators
+        )
         for v in variants
     }
     return {
@@ -256,6 +279,7 @@ def run_cgn_benchmark(
             "classifier": TINY_RESNET,
             "ensemble": ensemble,
             "torch_compile": torch_compile,
+            "generators": generators,
         },
         "variants": results,
         "target_cgn_vs_oracle": TARGET_CGN_VS_ORACLE,

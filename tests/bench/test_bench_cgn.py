@@ -69,6 +69,22 @@ def test_bench_cgn_cli_writes_json_for_the_ensemble(tmp_path, monkeypatch):
     assert FIGURES <= set(result["variants"]["wildlife"])
 
 
+def test_bench_cgn_pools_the_counterfactuals_of_several_generators(tmp_path):
+    result = run_cgn_benchmark(
+        "smoke", item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False,
+        generators=2,
+    )  # fmt: skip
+    figures = result["variants"]["colored"]
+    assert result["settings"]["generators"] == figures["generators"] == 2
+    assert FIGURES <= set(figures) and 0.0 < figures["mask_mean"] < 1.0
+    assert len(figures["cgn_selected_step"]) == len(figures["cgn_inverted_classes"]) == 2
+    assert figures["counterfactual_images"] == 64 * SCALES["smoke"]["per_image"]  # the pool's, not 2x
+    assert (tmp_path / "colored" / "cgn" / "config.json").is_file()
+    assert (tmp_path / "colored" / "cgn_1" / "config.json").is_file()
+    with pytest.raises(ValueError, match="generators must be >= 1"):
+        run_cgn_benchmark("smoke", item_source="digits", output_dir=str(tmp_path), generators=0)
+
+
 def test_torch_compile_compiles_the_gan_step_and_drops_the_partial_batch(tmp_path):
     _, train_cfg = cgn_configs("colored", SCALES["quick"], 0, str(tmp_path), torch_compile=True)
     assert train_cfg.torch_compile and train_cfg.dataloader_drop_last

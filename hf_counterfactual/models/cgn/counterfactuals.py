@@ -21,9 +21,11 @@ from PIL import Image
 from .modeling_cgn import CounterfactualGenerativeNetwork, to_unit_range
 
 
-def batch_seed(seed: int, index: int) -> int:
-    """The `generate` seed of batch `index` of `generate_counterfactual_dataset(..., seed=seed)`."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+def batch_seed(seed: int, index: int, model_index: int = 0) -> int:
+    """The `generate` seed of batch `index` (of model `model_index`, when several are pooled) of
+    `generate_counterfactual_dataset(..., seed=seed)`."""
+    entropy = [seed, index] + ([model_index] if model_index else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def class_names(model: CounterfactualGenerativeNetwork) -> list[str]:
@@ -44,7 +46,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def generate_counterfactual_dataset(
-    model: CounterfactualGenerativeNetwork,
+    model: CounterfactualGenerativeNetwork | Sequence[CounterfactualGenerativeNetwork],
     labels: Sequence[int] | int,
     per_image: int = 10,
     seed: int = 0,
@@ -60,7 +62,24 @@ def generate_counterfactual_dataset(
     `np.random.default_rng(seed)`; batch b is generated with `seed=batch_seed(seed, b)`, so the same seed
     gives the same dataset. Columns: `image` (RGB), `label` (ClassLabel, = shape), `shape`, `texture`,
     `background`.
+
+    `model` may be several CGNs of the same classes and image size (e.g. trained with different seeds;
+    not in the paper): their counterfactuals are pooled, row r drawn by model `r % len(model)` (its
+    batch b with `seed=batch_seed(seed, b, model_index)`), and a `generator` column holds that index.
+    A GAN's seed decides much of what its counterfactuals teach a classifier; a pool is as good as its
+    better members (see benchmarks/README.md, "Pooling generators").
     """
+    models = [model] if isinstance(model, CounterfactualGenerativeNetwork) else list(model)
+    if not models:
+        raise ValueError("model must be a CounterfactualGenerativeNetwork or a non-empty sequence of them.")
+    model = models[0]
+    for i, other in enumerate(models[1:], 1):
+        for key in ("num_classes", "image_size", "num_channels"):
+            if getattr(other.config, key) != getattr(model.config, key):
+                raise ValueError(
+                    f"pooled CGNs must share {key}: model 0 has {getattr(model.config, key)}, "
+                    f"model {i} has {getattr(other.config, key)}."
+                )
     k = model.config.num_classes
     if isinstance(labels, int | np.integer):
         if labels <= 0:
@@ -90,21 +109,27 @@ def generate_counterfactual_dataset(
             for _ in range(2)
         )
 
-    images = []
-    for b, start in enumerate(range(0, shape.size, batch_size)):
-        part = slice(start, start + batch_size)
-        out = model.generate(shape[part], texture[part], background[part], seed=batch_seed(seed, b))
-        images.extend(Image.fromarray(a) for a in to_uint8(out.images))
-    features = datasets.Features(
-        {
-            "image": datasets.Image(),
-            "label": datasets.ClassLabel(names=class_names(model)),
-            "shape": datasets.Value("int64"),
-            "texture": datasets.Value("int64"),
-            "background": datasets.Value("int64"),
-        }
-    )
+    generator = np.arange(shape.size) % len(models)
+    images = [None] * shape.size
+    for g, cgn in enumerate(models):
+        rows = np.flatnonzero(generator == g)
+        for b, start in enumerate(range(0, rows.size, batch_size)):
+            part = rows[start : start + batch_size]
+            out = cgn.generate(shape[part], texture[part], background[part], seed=batch_seed(seed, b, g))
+            for r, a in zip(part, to_uint8(out.images), strict=True):
+                images[r] = Image.fromarray(a)
+    features = {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=class_names(model)),
+        "shape": datasets.Value("int64"),
+        "texture": datasets.Value("int64"),
+        "background": datasets.Value("int64"),
+    }
     columns = {"shape": shape.tolist(), "texture": texture.tolist(), "background": background.tolist()}
+    if len(models) > 1:
+        features["generator"] = datasets.Value("int64")
+        columns["generator"] = generator.tolist()
+    features = datasets.Features(features)
     return datasets.Dataset.from_dict(
         {"image": images, "label": columns["shape"], **columns}, features=features
     )

@@ -106,6 +106,34 @@ def test_label_names_from_id2label():
     assert data.features["label"].int2str(data[0]["label"]) == "two"
 
 
+def test_pooled_generators_take_turns_row_by_row(model):
+    other = tiny_cgn(ngf=6)  # another CGN of the same classes and image size
+    single = generate_counterfactual_dataset(model, LABELS, per_image=3, seed=2, batch_size=4)
+    pooled = generate_counterfactual_dataset([model, other], LABELS, per_image=3, seed=2, batch_size=4)
+    assert pooled["generator"] == [r % 2 for r in range(15)]
+    for column in ("shape", "texture", "background"):  # the class draws do not depend on the pool
+        assert pooled[column] == single[column]
+    # model 1 draws rows 1, 3, ..., 13; its batch 1 = its rows 4..7 = dataset rows 9, 11, 13
+    rows = pooled.select([9, 11, 13])
+    out = other.generate(rows["shape"], rows["texture"], rows["background"], seed=batch_seed(2, 1, 1))
+    got = np.stack([np.asarray(image) for image in rows["image"]])
+    np.testing.assert_array_equal(got, to_uint8(out.images))
+    # model 0's rows are its own batches, not the single-model dataset's (other rows, other batches)
+    rows = pooled.select([0, 2, 4, 6])
+    out = model.generate(rows["shape"], rows["texture"], rows["background"], seed=batch_seed(2, 0))
+    np.testing.assert_array_equal(np.stack([np.asarray(x) for x in rows["image"]]), to_uint8(out.images))
+    assert "generator" not in single.column_names and batch_seed(2, 1, 0) == batch_seed(2, 1)
+
+
+def test_pool_rejects_mismatched_or_no_generators(model):
+    with pytest.raises(ValueError, match="num_classes: model 0 has 4, model 1 has 5"):
+        generate_counterfactual_dataset([model, tiny_cgn(num_classes=5)], LABELS)
+    with pytest.raises(ValueError, match="image_size"):
+        generate_counterfactual_dataset([model, tiny_cgn(image_size=12)], LABELS)
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        generate_counterfactual_dataset([], LABELS)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
