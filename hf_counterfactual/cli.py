@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--generators",
         type=int,
-        default=1,
-        help="cgn: CGNs trained per variant (seeds S, S+1, ...) whose counterfactuals are pooled.",
+        help="cgn: CGNs trained per variant (seeds S, S+1, ...) whose counterfactuals are pooled "
+        "(default: the scale's; 2 at full scale, else 1).",
     )
     p.set_defaults(func=cmd_bench)
 

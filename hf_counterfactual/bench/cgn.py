@@ -40,8 +40,11 @@ SCALES = {
     "quick": {"num_train": 5000, "num_test": 2000, "cgn_steps": 400, "cgn_batch": 32, "per_image": 2,
               "classifier_epochs": 3, "ngf": 16, "disc_hidden": 512},
     "full": {"num_train": 60000, "num_test": 10000, "cgn_steps": 56250, "cgn_batch": 16, "per_image": 10,
-             "classifier_epochs": 10, "ngf": 32, "disc_hidden": 512, "cgn_eval_steps": 5625},
+             "classifier_epochs": 10, "ngf": 32, "disc_hidden": 512, "cgn_eval_steps": 5625, "generators": 2},
 }  # fmt: skip
+# "generators": CGNs trained (seeds S, S+1, ...) whose counterfactuals are pooled (not in the paper). A GAN's
+# seed decides much of what its counterfactuals teach: four long colored runs scored 0.79-0.94 of the oracle
+# alone, every pair of them 0.91-0.93 (benchmarks/README.md, "Pooling generators")
 # the centred-object prior L_border (not in the paper): without it several classes learn their mask
 # inside out (the background mechanism paints the item), which scrambles counterfactual shapes
 LAMBDA_BORDER = 1.0
@@ -190,16 +193,18 @@ def run_cgn_variant(
     show_progress: bool = True,
     ensemble: bool = False,
     torch_compile: bool = False,
-    generators: int = 1,
+    generators: int | None = None,
 ) -> dict:
     """The figures of one variant: CGN training, generation speed, and the five classifier accuracies.
 
-    `generators` > 1 trains that many CGNs on the same data (seeds `seed`, `seed + 1`, ...) and pools
-    their counterfactuals; mask statistics are then their means, per-CGN figures lists, one per CGN.
+    `generators` > 1 (default: the scale's, else 1) trains that many CGNs on the same data (seeds `seed`,
+    `seed + 1`, ...) and pools their counterfactuals; mask statistics are then their means, per-CGN
+    figures lists, one per CGN.
     """
+    sc = SCALES[scale]
+    generators = sc.get("generators", 1) if generators is None else generators
     if generators < 1:
         raise ValueError(f"generators must be >= 1, got {generators}.")
-    sc = SCALES[scale]
     out = os.path.join(output_dir, variant)
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
 
@@ -247,11 +252,12 @@ def run_cgn_benchmark(
     show_progress: bool = True,
     ensemble: bool = False,
     torch_compile: bool = False,
-    generators: int = 1,
+    generators: int | None = None,
 ) -> dict:
     """Every variant's figures, the settings they were measured with, and whether the target is met."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
+    generators = SCALES[scale].get("generators", 1) if generators is None else generators
     unknown = set(variants) - set(CGN_VARIANTS)
     if unknown:
         raise ValueError(f"unknown CGN variants {sorted(unknown)}; valid: {', '.join(CGN_VARIANTS)}.")

@@ -40,6 +40,8 @@ def test_bench_cgn_smoke_writes_every_figure(tmp_path):
     assert isinstance(figures["cgn_inverted_classes"], list)
     assert all(0 <= c < 10 for c in figures["cgn_inverted_classes"])
     assert figures["binary_items"] is False  # colored keeps the items' intensity
+    assert figures["generators"] == result["settings"]["generators"] == 1  # the full scale pools 2
+    assert SCALES["full"]["generators"] == 2
     json.dumps(result)
 
 
