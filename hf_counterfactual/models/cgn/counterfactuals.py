@@ -66,8 +66,8 @@ def generate_counterfactual_dataset(
     `model` may be several CGNs of the same classes and image size (e.g. trained with different seeds;
     not in the paper): their counterfactuals are pooled, row r drawn by model `r % len(model)` (its
     batch b with `seed=batch_seed(seed, b, model_index)`), and a `generator` column holds that index.
-    A GAN's seed decides much of what its counterfactuals teach a classifier; a pool is as good as its
-    better members (see benchmarks/README.md, "Pooling generators").
+    A GAN's seed decides much of what its counterfactuals teach a classifier; a pool scores about as well
+    as its best member (see benchmarks/README.md, "Pooling generators").
     """
     models = [model] if isinstance(model, CounterfactualGenerativeNetwork) else list(model)
     if not models:
