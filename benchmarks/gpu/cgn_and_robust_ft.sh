@@ -3,7 +3,8 @@
 # then vanilla FT per RFT_BIAS and masked-CF FT per RFT_BIAS x RFT_W, for each of RFT_SEEDS; NO_RFT=1 skips it) and, with PYTEST=1,
 # the test suite; EXTRA='--variant .. ' adds one more CGN run.
 # ITEMS=--no-binarize (or --binarize) overrides the variant's item composition, PER_IMAGE=10 scores with the full
-# protocol's counterfactuals per image.
+# protocol's counterfactuals per image. DATA_SEED=0 trains every seed of SEEDS on seed 0's data (GANs to pool:
+# cgn_rescore.py --generator A B).
 # Usage: [VARIANTS=.. BATCHES=.. SEEDS=.. NGF=.. DISC=conv COMPILE=1 CHECKPOINTS=.. WORKER_TIMEOUT=..] bash benchmarks/gpu/cgn_and_robust_ft.sh TRAIN_SECONDS
 source benchmarks/gpu/setup.sh || exit 1
 T=${1:-330}
@@ -15,7 +16,7 @@ for v in ${VARIANTS:-colored double_colored wildlife}; do
     for seed in ${SEEDS:-0}; do
       timeout ${WORKER_TIMEOUT:-560} python3 benchmarks/gpu/cgn_long.py --variant $v --ngf ${NGF:-16} --batch $b \
         --seed $seed --train-seconds $T --checkpoints ${CHECKPOINTS:-4} $compile ${DISC:+--disc-type $DISC} \
-        ${ITEMS} ${PER_IMAGE:+--per-image $PER_IMAGE} \
+        ${ITEMS} ${PER_IMAGE:+--per-image $PER_IMAGE} ${DATA_SEED:+--data-seed $DATA_SEED} \
         --json $OUT/logs/cgn_${v}_b${b}_s$seed.json > $OUT/logs/cgn_${v}_b${b}_s$seed.log 2>&1 &
     done
   done
