@@ -43,7 +43,6 @@ device = "cuda" if torch.cuda.is_available() else "cpu"
 pool = [CounterfactualGenerativeNetwork.from_pretrained(g).to(device).eval() for g in args.generator]
 # as the trainer does before saving (generators saved before it did)
 inverted = [g.orient_classes() for g in pool]
-generator = pool if len(pool) > 1 else pool[0]
 name = "+".join(os.path.basename(g.rstrip("/")) for g in args.generator)
 
 result = {"generator": args.generator, "variant": args.variant, "seed": args.seed, "binarize": args.binarize}
@@ -52,7 +51,7 @@ for k in args.per_image:
     which = ("cgn",) if "acc_oracle_test" in result else ("cgn", "oracle")
     out = os.path.join(args.output_dir, f"{name}_{k}")
     scores = score_generator(
-        generator, biased, oracle, {**quick, "per_image": k}, out, args.seed, False, which=which
+        pool, biased, oracle, {**quick, "per_image": k}, out, args.seed, False, which=which
     )
     for key in ("acc_oracle_test", "oracle_shape_acc_counterfactual"):
         result.setdefault(key, scores.get(key))

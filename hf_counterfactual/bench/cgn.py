@@ -217,8 +217,7 @@ def run_cgn_variant(
         pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
     save_counterfactual_grid(pool[0], os.path.join(out, "counterfactual_grid.png"), seed=seed)
     save_mechanism_grid(pool[0], os.path.join(out, "mechanism_grid.png"), seed=seed)
-    pooled = pool if generators > 1 else pool[0]
-    scores = score_generator(pooled, biased, oracle, sc, out, seed, show_progress, ensemble)
+    scores = score_generator(pool, biased, oracle, sc, out, seed, show_progress, ensemble)
 
     def each(key: str):  # one CGN's figure, or the list of the pool's
         values = [run.get(key) for run in runs]
