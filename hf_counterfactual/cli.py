@@ -82,6 +82,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             ensemble=args.ensemble,
             torch_compile=args.torch_compile,
             generators=args.generators,
+            resume=args.resume,
         )
     _write_json(result, args.json)
 
@@ -277,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="cgn: CGNs trained per variant (seeds S, S+1, ...) whose counterfactuals are pooled "
         "(default: the scale's; 2 at full scale, else 1).",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="cgn: go on from an earlier run into --output-dir: keep its finished variants and CGNs, resume a "
+        "CGN cut off mid-training from its last checkpoint (saved at every evaluation).",
     )
     p.set_defaults(func=cmd_bench)
 

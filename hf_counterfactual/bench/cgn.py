@@ -9,9 +9,11 @@ also scores the counterfactuals against their shape class (`oracle_shape_acc_cou
 chance (0.1) when the shape mechanism has not learnt class shapes, whatever the textures do.
 """
 
+import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import torch
 from datasets import DatasetDict
@@ -80,7 +82,8 @@ def cgn_configs(
 ) -> tuple[CgnTrainConfig, TrainingConfig]:
     """The bench's CGN recipe at scale `sc` (a SCALES entry, optionally with `cgn_lr`): what to train, how.
 
-    With `cgn_eval_steps` in `sc` the run keeps its best generator by `transfer_accuracy` (biased data only).
+    With `cgn_eval_steps` in `sc` the run keeps its best generator by `transfer_accuracy` (biased data only)
+    and saves a checkpoint at every evaluation.
 
     `torch_compile` compiles the GAN step, with CUDA graphs on a GPU, where the step is bound by kernel
     launches (16-17 ms on an H100; 47-54 ms eager in an earlier run), and drops each epoch's partial batch.
@@ -110,6 +113,7 @@ def cgn_configs(
         torch_compile_mode="reduce-overhead" if torch_compile and torch.cuda.is_available() else None,
         dataloader_drop_last=torch_compile,
         eval_steps=sc.get("cgn_eval_steps"),
+        checkpointing_steps=sc.get("cgn_eval_steps"),  # a long run can resume (`bench cgn --resume`)
         metric_for_best_model="transfer_accuracy" if sc.get("cgn_eval_steps") else None,
         load_best_model_at_end=bool(sc.get("cgn_eval_steps")),
     )
@@ -194,18 +198,25 @@ def run_cgn_variant(
     ensemble: bool = False,
     torch_compile: bool = False,
     generators: int | None = None,
+    resume: bool = False,
 ) -> dict:
     """The figures of one variant: CGN training, generation speed, and the five classifier accuracies.
 
     `generators` > 1 (default: the scale's, else 1) trains that many CGNs on the same data (seeds `seed`,
     `seed + 1`, ...) and pools their counterfactuals; mask statistics are then their means, per-CGN
-    figures lists, one per CGN.
+    figures lists, one per CGN. The figures also go to `output_dir/<variant>/results.json`. `resume`
+    keeps what an earlier run into `output_dir` finished: the variant's results.json, or each CGN saved
+    with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint.
     """
     sc = SCALES[scale]
     generators = sc.get("generators", 1) if generators is None else generators
     if generators < 1:
         raise ValueError(f"generators must be >= 1, got {generators}.")
     out = os.path.join(output_dir, variant)
+    finished = Path(out, "results.json")
+    if resume and finished.is_file():
+        logger.info("CGN bench, %s: finished by an earlier run, figures from %s", variant, finished)
+        return json.loads(finished.read_text())
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -213,6 +224,13 @@ def run_cgn_variant(
     for j in range(generators):
         folder = os.path.join(out, "cgn" if j == 0 else f"cgn_{j}")
         cgn_cfg, cgn_train_cfg = cgn_configs(variant, sc, seed + j, folder, show_progress, torch_compile)
+        trained = Path(folder, "metrics.json")  # run_cgn writes it last, after saving the generator
+        if resume and trained.is_file():
+            logger.info("CGN bench, %s: the CGN in %s was trained by an earlier run", variant, folder)
+            runs.append(json.loads(trained.read_text()))
+            pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
+            continue
+        cgn_train_cfg.resume_from_checkpoint = "latest" if resume else None
         runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))
         pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
     save_counterfactual_grid(pool[0], os.path.join(out, "counterfactual_grid.png"), seed=seed)
@@ -227,7 +245,7 @@ def run_cgn_variant(
         values = [run.get(key) for run in runs]
         return None if None in values else sum(values) / len(values)
 
-    return {
+    figures = {
         **scores,
         "mask_mean": mean("mask_mean"),
         "mask_binariness": mean("mask_binariness"),
@@ -240,6 +258,8 @@ def run_cgn_variant(
         "generators": generators,
         "binary_items": CgnVariantConfig(variant=variant, binarize=sc.get("binarize")).binary_items,
     }
+    finished.write_text(json.dumps(figures, indent=2))
+    return figures
 
 
 def run_cgn_benchmark(
@@ -252,8 +272,12 @@ def run_cgn_benchmark(
     ensemble: bool = False,
     torch_compile: bool = False,
     generators: int | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Every variant's figures, the settings they were measured with, and whether the target is met."""
+    """Every variant's figures, the settings they were measured with, and whether the target is met.
+
+    `resume` goes on from what an earlier run into `output_dir` finished (see `run_cgn_variant`).
+    """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
     generators = SCALES[scale].get("generators", 1) if generators is None else generators
@@ -263,7 +287,7 @@ def run_cgn_benchmark(
     start = time.perf_counter()
     results = {
         v: run_cgn_variant(
-            v, scale, seed, item_source, output_dir, show_progress, ensemble, torch_compile, generators
+            v, scale, seed, item_source, output_dir, show_progress, ensemble, torch_compile, generators, resume
         )
         for v in variants
     }

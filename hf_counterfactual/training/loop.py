@@ -220,6 +220,13 @@ def train(
     accelerator.register_for_checkpointing(progress)
 
     checkpoint = _resolve_checkpoint(config)
+    stale = os.path.join(config.output_dir, "checkpoints")
+    if not checkpoint and config.checkpointing_steps and os.path.isdir(stale) and os.listdir(stale):
+        # caught here, not at the first save_state (which refuses an existing checkpoint_0) hours later
+        raise ValueError(
+            f"{stale} holds checkpoints of an earlier run: resume it with resume_from_checkpoint='latest' "
+            "or train into another output_dir."
+        )
     if checkpoint:
         accelerator.load_state(checkpoint)
         # automatic checkpoint naming continues from the folder we resumed

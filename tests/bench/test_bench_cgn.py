@@ -1,12 +1,14 @@
 """The CGN benchmark at its smoke scale: every figure the issue asks for is present, sane and consistent."""
 
 import json
+import os
 
 import pytest
 import torch
 
 from hf_counterfactual.bench.cgn import SCALES, cgn_configs, run_cgn_benchmark
 from hf_counterfactual.cli import main
+from hf_counterfactual.training.cgn_trainer import CgnStep
 
 FIGURES = {
     "acc_original_train",
@@ -155,3 +157,43 @@ def test_benchmark_splits_compose_with_the_binary_mask_unless_the_scale_says_oth
     for image in biased["train"]["image"]:
         colours = np.unique(np.asarray(image).reshape(-1, 3), axis=0)
         assert (len(colours) == 2) == expect_binary, len(colours)
+
+
+def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypatch):
+    import hf_counterfactual.bench.cgn as bench
+
+    kwargs = dict(item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False)
+    first = run_cgn_benchmark("smoke", **kwargs)["variants"]["colored"]
+    cgn = tmp_path / "colored" / "cgn"
+    assert json.loads((tmp_path / "colored" / "results.json").read_text()) == first
+    assert sorted(os.listdir(cgn / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]  # at each evaluation
+    # a fresh run into the same folder is refused before it trains, not at its first checkpoint
+    with pytest.raises(ValueError, match="resume it with resume_from_checkpoint='latest'"):
+        run_cgn_benchmark("smoke", **kwargs)
+
+    def fail(*args, **kw):
+        raise AssertionError("resume redid finished work")
+
+    # a finished variant: its figures as they were, nothing trained or scored again
+    with monkeypatch.context() as m:
+        m.setattr(bench, "run_cgn", fail)
+        m.setattr(bench, "score_generator", fail)
+        assert run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"] == first
+
+    # a trained CGN is loaded, not retrained; the classifiers run again
+    (tmp_path / "colored" / "results.json").unlink()
+    with monkeypatch.context() as m:
+        m.setattr(bench, "run_cgn", fail)
+        again = run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"]
+    assert again["cgn_train_seconds"] == first["cgn_train_seconds"]
+    assert again["cgn_transfer_accuracy"] == first["cgn_transfer_accuracy"]
+
+    # a CGN cut off after its last checkpoint (step 4 of 4) goes on from it: no step trained again, and
+    # the evaluations and the best generator are the checkpoint's
+    (tmp_path / "colored" / "results.json").unlink()
+    (cgn / "metrics.json").unlink()
+    with monkeypatch.context() as m:
+        m.setattr(CgnStep, "__call__", fail)
+        resumed = run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"]
+    assert resumed["cgn_transfer_accuracy"] == first["cgn_transfer_accuracy"]
+    assert resumed["cgn_selected_step"] == first["cgn_selected_step"]

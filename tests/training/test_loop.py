@@ -121,6 +121,26 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     assert sorted(os.listdir(tmp_path / "b" / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]
 
 
+def test_fresh_run_into_a_folder_with_checkpoints_is_refused_before_training(tmp_path):
+    """Accelerate would refuse to overwrite checkpoint_0 only at the first save, steps into the run."""
+    data = toy_dataset(8)
+    train(run_config(tmp_path, max_steps=2, checkpointing_steps=1), tiny_vit_pat(), data, default_collate)
+    calls = []
+
+    def counting_step(model, batch):
+        calls.append(1)
+        return model_loss_step(model, batch)
+
+    with pytest.raises(ValueError, match="checkpoints of an earlier run: resume it"):
+        train(
+            run_config(tmp_path, max_steps=2, checkpointing_steps=1), tiny_vit_pat(), data, default_collate,
+            step_fn=counting_step,
+        )  # fmt: skip
+    assert not calls
+    # without checkpointing the folder's old checkpoints are left alone and the run goes ahead
+    train(run_config(tmp_path, max_steps=1), tiny_vit_pat(), data, default_collate)
+
+
 def ddp_worker(folder: str) -> None:
     """Runs in each debug_launcher process (module level, so the launcher script can import it)."""
     data = toy_dataset(16)
