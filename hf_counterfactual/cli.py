@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="Small scale (minutes on 2 CPU cores).")
     p.add_argument(
         "--scale",
-        help="A named scale of the benchmark (overrides --quick): smoke, quickstart, quick, full; "
+        help="A named scale of the benchmark (overrides --quick): smoke, quickstart, quick, full; cgn also long; "
         "robust-ft also tiny_full and medium.",
     )
     p.add_argument("--seeds", type=int, nargs="+", help="Override the scale's seeds.")

@@ -197,3 +197,17 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
         resumed = run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"]
     assert resumed["cgn_transfer_accuracy"] == first["cgn_transfer_accuracy"]
     assert resumed["cgn_selected_step"] == first["cgn_selected_step"]
+
+
+def test_classifiers_may_score_a_share_of_the_images_the_cgn_trains_on(tmp_path, monkeypatch):
+    import hf_counterfactual.bench.cgn as bench
+
+    monkeypatch.setitem(bench.SCALES, "smoke", {**SCALES["smoke"], "classifier_num_train": 24})
+    result = run_cgn_benchmark(
+        "smoke", item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False
+    )
+    assert result["settings"]["classifier_num_train"] == 24
+    assert result["variants"]["colored"]["counterfactual_images"] == 24 * SCALES["smoke"]["per_image"]
+    metrics = json.loads((tmp_path / "colored" / "cgn" / "metrics.json").read_text())
+    assert metrics["train_images"] == SCALES["smoke"]["num_train"] == 64
+    assert SCALES["long"]["classifier_num_train"] < SCALES["long"]["num_train"]
