@@ -291,10 +291,9 @@ def run_cgn_benchmark(
     if unknown:
         raise ValueError(f"unknown CGN variants {sorted(unknown)}; valid: {', '.join(CGN_VARIANTS)}.")
     start = time.perf_counter()
+    options = dict(show_progress=show_progress, ensemble=ensemble, torch_compile=torch_compile, resume=resume)
     results = {
-        v: run_cgn_variant(
-            v, scale, seed, item_source, output_dir, show_progress, ensemble, torch_compile, generators, resume
-        )
+        v: run_cgn_variant(v, scale, seed, item_source, output_dir, generators=generators, **options)
         for v in variants
     }
     return {
