@@ -217,9 +217,15 @@ def run_cgn_variant(
         raise ValueError(f"generators must be >= 1, got {generators}.")
     out = os.path.join(output_dir, variant)
     finished = Path(out, "results.json")
+    start = time.perf_counter()
     if resume and finished.is_file():
         logger.info("CGN bench, %s: finished by an earlier run, figures from %s", variant, finished)
         return json.loads(finished.read_text())
+    if not resume and any(Path(out).glob("cgn*/checkpoints/checkpoint_*")):
+        raise ValueError(
+            f"{out} holds CGN checkpoints of an earlier run: go on from them with resume=True "
+            "(`bench cgn --resume`) or write to another output_dir."
+        )
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
     # the classifiers may use the first `classifier_num_train` of the images the CGN trains on
     scored = [DatasetDict({**d, "train": d["train"].select(range(sc.get("classifier_num_train", sc["num_train"])))})
@@ -263,6 +269,7 @@ def run_cgn_variant(
         "cgn_inverted_classes": each("inverted_classes"),  # learned inside out; generate re-orients them
         "generators": generators,
         "binary_items": CgnVariantConfig(variant=variant, binarize=sc.get("binarize")).binary_items,
+        "seconds": time.perf_counter() - start,  # this call's: a resumed variant's earlier calls not counted
     }
     finished.write_text(json.dumps(figures, indent=2))
     return figures

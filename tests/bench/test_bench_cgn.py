@@ -168,7 +168,7 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
     assert json.loads((tmp_path / "colored" / "results.json").read_text()) == first
     assert sorted(os.listdir(cgn / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]  # at each evaluation
     # a fresh run into the same folder is refused before it trains, not at its first checkpoint
-    with pytest.raises(ValueError, match="resume it with resume_from_checkpoint='latest'"):
+    with pytest.raises(ValueError, match="checkpoints of an earlier run: go on from them with resume=True"):
         run_cgn_benchmark("smoke", **kwargs)
 
     def fail(*args, **kw):
