@@ -218,9 +218,21 @@ def run_cgn_variant(
     out = os.path.join(output_dir, variant)
     finished = Path(out, "results.json")
     start = time.perf_counter()
+    asked = {
+        "scale": scale,
+        "seed": seed,
+        "generators": generators,
+        "ensemble": ensemble,
+        "items": item_source,
+    }
     if resume and finished.is_file():
+        earlier = json.loads(finished.read_text())
+        if earlier["run"] != asked:
+            raise ValueError(
+                f"{finished} was measured with {earlier['run']}, not {asked}: use another output_dir."
+            )
         logger.info("CGN bench, %s: finished by an earlier run, figures from %s", variant, finished)
-        return json.loads(finished.read_text())
+        return earlier["figures"]
     if not resume and any(Path(out).glob("cgn*/checkpoints/checkpoint_*")):
         raise ValueError(
             f"{out} holds CGN checkpoints of an earlier run: go on from them with resume=True "
@@ -271,7 +283,7 @@ def run_cgn_variant(
         "binary_items": CgnVariantConfig(variant=variant, binarize=sc.get("binarize")).binary_items,
         "seconds": time.perf_counter() - start,  # this call's: a resumed variant's earlier calls not counted
     }
-    finished.write_text(json.dumps(figures, indent=2))
+    finished.write_text(json.dumps({"run": asked, "figures": figures}, indent=2))
     return figures
 
 

@@ -165,7 +165,8 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
     kwargs = dict(item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False)
     first = run_cgn_benchmark("smoke", **kwargs)["variants"]["colored"]
     cgn = tmp_path / "colored" / "cgn"
-    assert json.loads((tmp_path / "colored" / "results.json").read_text()) == first
+    saved = json.loads((tmp_path / "colored" / "results.json").read_text())
+    assert saved["figures"] == first and saved["run"]["scale"] == "smoke"
     assert sorted(os.listdir(cgn / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]  # at each evaluation
     # a fresh run into the same folder is refused before it trains, not at its first checkpoint
     with pytest.raises(ValueError, match="checkpoints of an earlier run: go on from them with resume=True"):
@@ -179,6 +180,9 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
         m.setattr(bench, "run_cgn", fail)
         m.setattr(bench, "score_generator", fail)
         assert run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"] == first
+        # figures of other settings are not passed off as this run's
+        with pytest.raises(ValueError, match="was measured with .*'seed': 0.*, not .*'seed': 1"):
+            run_cgn_benchmark("smoke", seed=1, resume=True, **kwargs)
 
     # a trained CGN is loaded, not retrained; the classifiers run again
     (tmp_path / "colored" / "results.json").unlink()
