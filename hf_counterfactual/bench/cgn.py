@@ -239,9 +239,8 @@ def run_cgn_variant(
             "(`bench cgn --resume`) or write to another output_dir."
         )
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
-    # the classifiers may use the first `classifier_num_train` of the images the CGN trains on
-    scored = [DatasetDict({**d, "train": d["train"].select(range(sc.get("classifier_num_train", sc["num_train"])))})
-              for d in (biased, oracle)]  # fmt: skip
+    n = sc.get("classifier_num_train", sc["num_train"])  # the classifiers' share of the CGN's images
+    scored = [DatasetDict({**d, "train": d["train"].select(range(n))}) for d in (biased, oracle)]
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     runs, pool = [], []
@@ -252,10 +251,9 @@ def run_cgn_variant(
         if resume and trained.is_file():
             logger.info("CGN bench, %s: the CGN in %s was trained by an earlier run", variant, folder)
             runs.append(json.loads(trained.read_text()))
-            pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
-            continue
-        cgn_train_cfg.resume_from_checkpoint = "latest" if resume else None
-        runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))
+        else:
+            cgn_train_cfg.resume_from_checkpoint = "latest" if resume else None
+            runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))
         pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
     save_counterfactual_grid(pool[0], os.path.join(out, "counterfactual_grid.png"), seed=seed)
     save_mechanism_grid(pool[0], os.path.join(out, "mechanism_grid.png"), seed=seed)
