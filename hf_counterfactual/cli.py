@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--generators",
         type=int,
         help="cgn: CGNs trained per variant (seeds S, S+1, ...) whose counterfactuals are pooled "
-        "(default: the scale's; 2 at full scale, else 1).",
+        "(default: the scale's; 2 at the long and full scales, else 1).",
     )
     p.add_argument(
         "--resume",
