@@ -1,6 +1,6 @@
-# Run here, on the CPU machine (it reaches PyPI), before a GPU session: builds the two ignored folders the GPU
-# scripts carry beside the tree, .whl/ (the wheels setup.sh installs on the bare image, at this venv's versions)
-# and .gpu_data/fashion-mnist/ (the IDX files of the Debian package). Then: run(..., carry=[".whl", ".gpu_data"]).
+# Run here, on the CPU machine (it reaches PyPI) with the project venv active, before a GPU session: builds the two
+# ignored folders the GPU scripts carry beside the tree, .whl/ (the wheels setup.sh installs on the bare image, at the
+# venv's versions) and .gpu_data/fashion-mnist/ (the Debian package's IDX files). Then: run(..., carry=[".whl", ".gpu_data"]).
 set -e
 cd "$(dirname "$0")/../.."
 version() { python3 -c "import importlib.metadata as m; print(m.version('$1'))"; }
