@@ -191,6 +191,14 @@ def benchmark_splits(
     return biased, oracle
 
 
+def scale_generators(scale: str, generators: int | None) -> int:
+    """The CGNs to pool per variant: `generators`, or by default the scale's (1 where it names none)."""
+    generators = SCALES[scale].get("generators", 1) if generators is None else generators
+    if generators < 1:
+        raise ValueError(f"generators must be >= 1, got {generators}.")
+    return generators
+
+
 def run_cgn_variant(
     variant: str,
     scale: str = "quick",
@@ -212,9 +220,7 @@ def run_cgn_variant(
     with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint.
     """
     sc = SCALES[scale]
-    generators = sc.get("generators", 1) if generators is None else generators
-    if generators < 1:
-        raise ValueError(f"generators must be >= 1, got {generators}.")
+    generators = scale_generators(scale, generators)
     out = os.path.join(output_dir, variant)
     finished = Path(out, "results.json")
     start = time.perf_counter()
@@ -303,7 +309,7 @@ def run_cgn_benchmark(
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
-    generators = SCALES[scale].get("generators", 1) if generators is None else generators
+    generators = scale_generators(scale, generators)
     unknown = set(variants) - set(CGN_VARIANTS)
     if unknown:
         raise ValueError(f"unknown CGN variants {sorted(unknown)}; valid: {', '.join(CGN_VARIANTS)}.")
