@@ -83,6 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             torch_compile=args.torch_compile,
             generators=args.generators,
             resume=args.resume,
+            real_shapes=args.real_shapes,
         )
     _write_json(result, args.json)
 
@@ -284,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cgn: go on from an earlier run into --output-dir: keep its finished variants and CGNs, resume a "
         "CGN cut off mid-training from its last checkpoint (saved at every evaluation).",
+    )
+    p.add_argument(
+        "--real-shapes",
+        action="store_true",
+        help="cgn: counterfactuals of the real training images, which keep their shapes: a mask encoder fitted "
+        "to each CGN's own compositions finds their masks (not in the paper).",
     )
     p.set_defaults(func=cmd_bench)
 

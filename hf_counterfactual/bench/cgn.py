@@ -21,6 +21,7 @@ from datasets import DatasetDict
 from ..data import load_item_source
 from ..data.cgn_variants import CGN_VARIANTS, CgnVariantConfig, build_cgn_variant
 from ..models.cgn import (
+    CGNMaskEncoder,
     CounterfactualGenerativeNetwork,
     generate_counterfactual_dataset,
     save_counterfactual_grid,
@@ -28,6 +29,7 @@ from ..models.cgn import (
 )
 from ..training import TrainingConfig
 from ..training.cgn_config import CgnTrainConfig
+from ..training.cgn_mask_encoder import fit_mask_encoder
 from ..training.cgn_trainer import run_cgn
 from ..training.invariant_classifier import invariant_training_set, train_invariant_classifier
 from ..training.pat_config import TINY_RESNET
@@ -36,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 SCALES = {
     "smoke": {"num_train": 64, "num_test": 40, "cgn_steps": 4, "cgn_batch": 16, "per_image": 1,
-              "classifier_epochs": 1, "ngf": 8, "disc_hidden": 32, "cgn_eval_steps": 2},  # tests: the code path
+              "classifier_epochs": 1, "ngf": 8, "disc_hidden": 32, "cgn_eval_steps": 2,
+              "mask_encoder_steps": 2},  # tests: the code path
     "quickstart": {"num_train": 2000, "num_test": 1000, "cgn_steps": 300, "cgn_batch": 32, "per_image": 2,
                    "classifier_epochs": 3, "ngf": 16, "disc_hidden": 512},
     "quick": {"num_train": 5000, "num_test": 2000, "cgn_steps": 400, "cgn_batch": 32, "per_image": 2,
@@ -61,6 +64,9 @@ LAMBDA_BINARY = 0.1
 # (seed 0, 400 steps, cgn_vs_oracle 0.64 -> 0.72 colored, 0.52 -> 0.69 double_colored)
 LAMBDA_MODE_SEEKING = 0.02
 TARGET_CGN_VS_ORACLE = 0.90
+# `real_shapes` (not in the paper): a CGNMaskEncoder fitted to each CGN's own compositions (this many
+# batches of 64, Adam 1e-3) gives the real training images' masks, and their counterfactuals keep their shape
+MASK_ENCODER_STEPS = 500
 
 
 def _classifier_config(output_dir: str, seed: int, epochs: int, show_progress: bool) -> TrainingConfig:
@@ -133,16 +139,19 @@ def score_generator(
     show_progress: bool = True,
     ensemble: bool = False,
     which: tuple[str, ...] = ("original", "cgn", "both", "oracle"),
+    mask_encoders: list[CGNMaskEncoder] | None = None,
 ) -> dict:
     """Counterfactuals of `biased`'s train labels (pooled, for a list of generators), then the classifiers
     named in `which`, on one test split.
 
     Returns `acc_<name>_test` for each (plus `acc_original_train`, `oracle_shape_acc_counterfactual`),
-    `cgn_vs_oracle` / `both_vs_oracle` when their parts ran, and the generation speed.
+    `cgn_vs_oracle` / `both_vs_oracle` when their parts ran, and the generation speed. With
+    `mask_encoders` (one per generator) the counterfactuals keep the real training images' shapes.
     """
     start = time.perf_counter()
+    real = None if mask_encoders is None else list(biased["train"]["image"])
     counterfactuals = generate_counterfactual_dataset(
-        generator, biased["train"]["label"], per_image=sc["per_image"], seed=seed
+        generator, biased["train"]["label"], sc["per_image"], seed, images=real, mask_encoders=mask_encoders
     )
     dataset_seconds = time.perf_counter() - start
     test = {"test": biased["test"]}
@@ -199,6 +208,18 @@ def scale_generators(scale: str, generators: int | None) -> int:
     return generators
 
 
+def _mask_encoder(
+    cgn: CounterfactualGenerativeNetwork, folder: str, sc: dict, seed: int, resume: bool
+) -> CGNMaskEncoder:
+    """`cgn`'s mask encoder: fitted into `folder`, or with `resume` the one an earlier run saved there."""
+    if resume and Path(folder, "model.safetensors").is_file():
+        return CGNMaskEncoder.from_pretrained(folder).to(cgn.device)
+    steps = sc.get("mask_encoder_steps", MASK_ENCODER_STEPS)
+    cfg = TrainingConfig(output_dir=folder, seed=seed, max_steps=steps, batch_size=64, learning_rate=1e-3,
+                         lr_scheduler="constant", warmup_ratio=0.0, disable_progress_bar=True)  # fmt: skip
+    return fit_mask_encoder(cgn, cfg)
+
+
 def run_cgn_variant(
     variant: str,
     scale: str = "quick",
@@ -210,6 +231,7 @@ def run_cgn_variant(
     torch_compile: bool = False,
     generators: int | None = None,
     resume: bool = False,
+    real_shapes: bool = False,
 ) -> dict:
     """The figures of one variant: CGN training, generation speed, and the five classifier accuracies.
 
@@ -217,7 +239,9 @@ def run_cgn_variant(
     `seed + 1`, ...) and pools their counterfactuals; mask statistics are then their means, per-CGN
     figures lists, one per CGN. The figures also go to `output_dir/<variant>/results.json`. `resume`
     keeps what an earlier run into `output_dir` finished: the variant's results.json, or each CGN saved
-    with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint.
+    with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint. `real_shapes`
+    fits a `CGNMaskEncoder` to each CGN (saved to its folder's `mask_encoder/`) and makes the
+    counterfactuals of the real training images, keeping their shapes (not in the paper).
     """
     sc = SCALES[scale]
     generators = scale_generators(scale, generators)
@@ -230,6 +254,7 @@ def run_cgn_variant(
         "generators": generators,
         "ensemble": ensemble,
         "items": item_source,
+        "real_shapes": real_shapes,
     }
     if resume and finished.is_file():
         earlier = json.loads(finished.read_text())
@@ -249,7 +274,7 @@ def run_cgn_variant(
     scored = [DatasetDict({**d, "train": d["train"].select(range(n))}) for d in (biased, oracle)]
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    runs, pool = [], []
+    runs, pool, encoders = [], [], []
     for j in range(generators):
         folder = os.path.join(out, "cgn" if j == 0 else f"cgn_{j}")
         cgn_cfg, cgn_train_cfg = cgn_configs(variant, sc, seed + j, folder, show_progress, torch_compile)
@@ -261,9 +286,15 @@ def run_cgn_variant(
             cgn_train_cfg.resume_from_checkpoint = "latest" if resume else None
             runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))
         pool.append(CounterfactualGenerativeNetwork.from_pretrained(folder).to(device))
+        if real_shapes:
+            encoders.append(
+                _mask_encoder(pool[-1], os.path.join(folder, "mask_encoder"), sc, seed + j, resume)
+            )
     save_counterfactual_grid(pool[0], os.path.join(out, "counterfactual_grid.png"), seed=seed)
     save_mechanism_grid(pool[0], os.path.join(out, "mechanism_grid.png"), seed=seed)
-    scores = score_generator(pool, *scored, sc, out, seed, show_progress, ensemble)
+    scores = score_generator(
+        pool, *scored, sc, out, seed, show_progress, ensemble, mask_encoders=encoders if real_shapes else None
+    )
 
     def each(key: str):  # one CGN's figure, or the list of the pool's
         values = [run.get(key) for run in runs]
@@ -302,6 +333,7 @@ def run_cgn_benchmark(
     torch_compile: bool = False,
     generators: int | None = None,
     resume: bool = False,
+    real_shapes: bool = False,
 ) -> dict:
     """Every variant's figures, the settings they were measured with, and whether the target is met.
 
@@ -315,6 +347,7 @@ def run_cgn_benchmark(
         raise ValueError(f"unknown CGN variants {sorted(unknown)}; valid: {', '.join(CGN_VARIANTS)}.")
     start = time.perf_counter()
     options = dict(show_progress=show_progress, ensemble=ensemble, torch_compile=torch_compile, resume=resume)
+    options["real_shapes"] = real_shapes
     results = {
         v: run_cgn_variant(v, scale, seed, item_source, output_dir, generators=generators, **options)
         for v in variants
@@ -337,6 +370,10 @@ def run_cgn_benchmark(
             "ensemble": ensemble,
             "torch_compile": torch_compile,
             "generators": generators,
+            "real_shapes": real_shapes,
+            "mask_encoder_steps": SCALES[scale].get("mask_encoder_steps", MASK_ENCODER_STEPS)
+            if real_shapes
+            else None,
         },
         "variants": results,
         "target_cgn_vs_oracle": TARGET_CGN_VS_ORACLE,

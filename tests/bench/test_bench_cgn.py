@@ -215,3 +215,37 @@ def test_classifiers_may_score_a_share_of_the_images_the_cgn_trains_on(tmp_path,
     metrics = json.loads((tmp_path / "colored" / "cgn" / "metrics.json").read_text())
     assert metrics["train_images"] == SCALES["smoke"]["num_train"] == 64
     assert SCALES["long"]["classifier_num_train"] < SCALES["long"]["num_train"]
+
+
+def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(tmp_path, monkeypatch):
+    import hf_counterfactual.bench.cgn as bench
+
+    seen = {}
+    generate = bench.generate_counterfactual_dataset
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "generate_counterfactual_dataset", spy)
+    monkeypatch.setitem(bench.SCALES, "quick", bench.SCALES["smoke"])
+    out = tmp_path / "cgn.json"
+    cli = ["bench", "cgn", "--quick", "--real-shapes", "--variants", "colored", "--item-source", "digits"]
+    main([*cli, "--output-dir", str(tmp_path), "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["settings"]["real_shapes"] is True and result["settings"]["mask_encoder_steps"] == 2
+    assert (tmp_path / "colored" / "cgn" / "mask_encoder" / "model.safetensors").is_file()
+    # the counterfactuals are of the real training images, through the fitted encoder
+    assert len(seen["images"]) == 64 and len(seen["mask_encoders"]) == 1
+    assert FIGURES <= set(result["variants"]["colored"])
+
+    def fail(*args, **kw):
+        raise AssertionError("resume fitted the mask encoder again")
+
+    (tmp_path / "colored" / "results.json").unlink()
+    monkeypatch.setattr(bench, "fit_mask_encoder", fail)
+    kwargs = dict(item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False)
+    run_cgn_benchmark("quick", real_shapes=True, resume=True, **kwargs)
+    # the paper's counterfactuals are another run's figures: not passed off as these
+    with pytest.raises(ValueError, match="'real_shapes': True.*, not .*'real_shapes': False"):
+        run_cgn_benchmark("quick", resume=True, **kwargs)

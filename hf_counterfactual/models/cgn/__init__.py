@@ -6,6 +6,7 @@ from .counterfactuals import (
     batch_seed,
     class_names,
     generate_counterfactual_dataset,
+    pixel_values_of,
     save_counterfactual_grid,
     save_image_grid,
     save_mechanism_grid,
@@ -24,6 +25,8 @@ from .losses import (
 )
 from .modeling_cgn import (
     CGNDiscriminator,
+    CGNMaskEncoder,
+    CGNMaskEncoderOutput,
     CGNOutput,
     CounterfactualGenerativeNetwork,
     shuffle_texture,
@@ -41,6 +44,8 @@ __all__ = [
     "RandomConvFeatures",
     "CGNConfig",
     "CGNDiscriminator",
+    "CGNMaskEncoder",
+    "CGNMaskEncoderOutput",
     "CGNOutput",
     "CounterfactualGenerativeNetwork",
     "InvariantEnsembleConfig",
@@ -56,6 +61,7 @@ __all__ = [
     "mask_border_loss",
     "mask_size_loss",
     "mode_seeking_loss",
+    "pixel_values_of",
     "save_counterfactual_grid",
     "save_image_grid",
     "save_mechanism_grid",

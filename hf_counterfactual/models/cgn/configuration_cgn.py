@@ -50,6 +50,8 @@ class CGNConfig(PreTrainedConfig):
             bounds D's scores, which keeps the unbounded LSGAN from diverging and makes shapes learn
             faster (see benchmarks/README.md). Without it the conv discriminator uses BatchNorm (DCGAN).
         disc_channels (`int`, *optional*, defaults to 32): base channels of the conv discriminator.
+        encoder_channels (`int`, *optional*, defaults to 32):
+            Width of [`CGNMaskEncoder`], which predicts the shape mask of an image (not in the paper).
     """
 
     model_type = "cgn"
@@ -69,6 +71,7 @@ class CGNConfig(PreTrainedConfig):
     disc_dropout: float = 0.4
     disc_spectral_norm: bool = True
     disc_channels: int = 32
+    encoder_channels: int = 32
 
     def validate_cgn(self):
         """Short errors for settings the model cannot run with."""
@@ -76,7 +79,15 @@ class CGNConfig(PreTrainedConfig):
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}.")
         if self.image_size < 4 or self.image_size % 4:
             raise ValueError(f"image_size must be a positive multiple of 4, got {self.image_size}.")
-        for name in ("latent_dim", "ngf", "embedding_dim", "num_channels", "disc_hidden", "disc_channels"):
+        for name in (
+            "latent_dim",
+            "ngf",
+            "embedding_dim",
+            "num_channels",
+            "disc_hidden",
+            "disc_channels",
+            "encoder_channels",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         low, high = self.mask_clamp

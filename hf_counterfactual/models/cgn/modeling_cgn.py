@@ -77,6 +77,14 @@ class CGNOutput(ModelOutput):
     background: torch.FloatTensor | None = None
 
 
+@dataclass
+class CGNMaskEncoderOutput(ModelOutput):
+    """`mask` (B, 1, H, W) in `config.mask_clamp`; `loss` = binary cross-entropy against `target_masks`, if given."""
+
+    loss: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+
+
 class CGNMechanism(nn.Module):
     """One conditional generator: [u, embed(y)] -> Linear -> (2 ngf, s/4, s/4) -> 2 x [up, conv, BN, LReLU] -> conv."""
 
@@ -225,12 +233,15 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         background_labels: torch.Tensor | Sequence[int],
         seed: int = 0,
         shared_noise: bool = False,
+        masks: torch.Tensor | None = None,
     ) -> CGNOutput:
         """Sample (counterfactual) images in eval mode without gradients; the same seed gives the same images.
 
         Each mechanism gets its own noise (the authors' counterfactual sampling) unless `shared_noise`.
         Noise is drawn in the order shape, foreground, background, so changing one mechanism's class
-        leaves the other two parts unchanged. Outputs are in [-1, 1]; see `to_unit_range`.
+        leaves the other two parts unchanged. Outputs are in [-1, 1]; see `to_unit_range`. `masks`
+        (n, 1, H, W) in [0, 1], e.g. real images' masks from [`CGNMaskEncoder`], replace the shape
+        mechanism's (then clamped to `config.mask_clamp`); `shape_labels` still name the shape class.
         """
         labels = check_labels(
             self.config,
@@ -245,13 +256,23 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
         noise = [
             torch.randn(size, generator=generator, device=self.device, dtype=self.dtype) for _ in range(draws)
         ]
+        if masks is not None:
+            expected = (n, 1, self.config.image_size, self.config.image_size)
+            if tuple(masks.shape) != expected:
+                raise ValueError(f"masks must be {expected} (one per label), got {tuple(masks.shape)}.")
+            if masks.min() < 0 or masks.max() > 1:
+                raise ValueError("masks must lie in [0, 1].")
+            masks = masks.to(self.device, self.dtype).clamp(*self.config.mask_clamp)
         was_training = self.training
         self.eval()
         try:
             noise = noise * 3 if shared_noise else noise
-            return self(*labels.values(), noise=noise, generator=generator, reorient=True)
+            out = self(*labels.values(), noise=noise, generator=generator, reorient=True)
         finally:
             self.train(was_training)
+        if masks is not None:
+            out.mask, out.images = masks, masks * out.foreground + (1 - masks) * out.background
+        return out
 
     @torch.no_grad()
     def orient_classes(self, num_samples: int = 200, border_width: int = 2, seed: int = 0) -> list[int]:
@@ -353,8 +374,55 @@ class CGNDiscriminator(CGNPreTrainedModel):
         pass
 
 
+class CGNMaskEncoder(CGNPreTrainedModel):
+    """The shape mechanism inverted: an image -> its shape mask m (not in the paper).
+
+    Fitted to a trained CGN's own compositions, where m is known (`fit_mask_encoder`), it finds the mask of
+    a real image, so the counterfactuals of that image keep its real shape and take a texture and a
+    background of other classes from the CGN (`generate(..., masks=...)`). Five 3x3 convs, dilated 1, 2, 4
+    (receptive field 17 px), full resolution throughout. Shares `CGNConfig` as the discriminator does.
+    """
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: CGNConfig):
+        super().__init__(config)
+        ch, layers, cin = config.encoder_channels, [], config.num_channels
+        for dilation in (1, 2, 4, 1):
+            layers += [nn.Conv2d(cin, ch, 3, padding=dilation, dilation=dilation), nn.ReLU()]
+            cin = ch
+        self.model = nn.Sequential(*layers, nn.Conv2d(ch, 1, 1))
+        self.post_init()
+
+    def forward(
+        self, pixel_values: torch.Tensor, target_masks: torch.Tensor | None = None, **kwargs
+    ) -> CGNMaskEncoderOutput:
+        cfg = self.config
+        expected = (cfg.num_channels, cfg.image_size, cfg.image_size)
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(
+                f"pixel_values must be (batch, {', '.join(map(str, expected))}) in [-1, 1], "
+                f"got {tuple(pixel_values.shape)}."
+            )
+        logits = self.model(pixel_values)
+        loss = None
+        if target_masks is not None:
+            if target_masks.shape != logits.shape:
+                raise ValueError(
+                    f"target_masks must be {tuple(logits.shape)}, got {tuple(target_masks.shape)}."
+                )
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, target_masks)
+        return CGNMaskEncoderOutput(loss=loss, mask=torch.sigmoid(logits).clamp(*cfg.mask_clamp))
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        pass  # PyTorch's default init (the generator's orthogonal 0.1 gain would shrink five layers)
+
+
 __all__ = [
     "CGNDiscriminator",
+    "CGNMaskEncoder",
+    "CGNMaskEncoderOutput",
     "CGNOutput",
     "CGNPreTrainedModel",
     "CounterfactualGenerativeNetwork",

@@ -1,5 +1,6 @@
 """CGN counterfactual data (arXiv 2101.06046, sec. 3.3): per-image counterfactuals keep the shape class and
-draw texture and background classes anew; determinism, save / load, errors, the class and mechanism grids."""
+draw texture and background classes anew; determinism, save / load, errors, the class and mechanism grids;
+counterfactuals of real images through a mask encoder (not in the paper)."""
 
 import datasets
 import numpy as np
@@ -9,9 +10,11 @@ from PIL import Image
 
 from hf_counterfactual.models.cgn import (
     CGNConfig,
+    CGNMaskEncoder,
     CounterfactualGenerativeNetwork,
     batch_seed,
     generate_counterfactual_dataset,
+    pixel_values_of,
     save_counterfactual_grid,
     save_image_grid,
     save_mechanism_grid,
@@ -187,3 +190,41 @@ def test_mechanism_grid_shows_the_composed_parts(model, tmp_path):
         save_mechanism_grid(model, tmp_path / "bad.png", classes=[4])
     with pytest.raises(ValueError, match="samples"):
         save_mechanism_grid(model, tmp_path / "bad.png", samples=0)
+
+
+def test_real_images_keep_their_own_mask_in_each_of_their_counterfactuals(model):
+    torch.manual_seed(1)
+    encoder = CGNMaskEncoder(model.config)
+    rng = np.random.default_rng(0)
+    real = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in LABELS]
+    data = generate_counterfactual_dataset(
+        model, LABELS, per_image=2, seed=5, batch_size=4, images=real, mask_encoders=[encoder]
+    )
+    assert data["shape"] == np.repeat(LABELS, 2).tolist()
+    # batch 1 = rows 4..7 = counterfactuals of real images 2, 2, 3, 3: their masks, the batch's textures
+    rows = data.select(range(4, 8))
+    with torch.no_grad():
+        masks = encoder(pixel_values_of([real[2], real[2], real[3], real[3]], model.config)).mask
+    out = model.generate(
+        rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1), masks=masks
+    )
+    got = np.stack([np.asarray(image) for image in rows["image"]])
+    np.testing.assert_array_equal(got, to_uint8(out.images))
+
+
+def test_pixel_values_of_matches_the_cgn_range_and_rejects_other_sizes(model):
+    white, black = Image.new("RGB", (8, 8), "white"), Image.new("L", (8, 8), 0)
+    pixels = pixel_values_of([white, black], model.config)
+    assert pixels.shape == (2, 3, 8, 8) and pixels[0].eq(1).all() and pixels[1].eq(-1).all()
+    with pytest.raises(ValueError, match="image 1 is 9 x 8; the CGN draws 8 x 8 images"):
+        pixel_values_of([white, Image.new("RGB", (9, 8))], model.config)
+
+
+def test_real_image_errors(model):
+    encoder, real = CGNMaskEncoder(model.config), [Image.new("RGB", (8, 8))] * len(LABELS)
+    with pytest.raises(ValueError, match="images and mask_encoders go together"):
+        generate_counterfactual_dataset(model, LABELS, images=real)
+    with pytest.raises(ValueError, match="one mask encoder per CGN: got 2 for 1"):
+        generate_counterfactual_dataset(model, LABELS, images=real, mask_encoders=[encoder, encoder])
+    with pytest.raises(ValueError, match="got 4 images for 5 labels"):
+        generate_counterfactual_dataset(model, LABELS, images=real[:4], mask_encoders=encoder)

@@ -10,6 +10,8 @@ from transformers import AutoConfig, AutoModel
 from hf_counterfactual.models.cgn import (
     CGNConfig,
     CGNDiscriminator,
+    CGNMaskEncoder,
+    CGNMaskEncoderOutput,
     CGNOutput,
     CounterfactualGenerativeNetwork,
     lsgan_generator_loss,
@@ -396,3 +398,54 @@ def test_save_pretrained_round_trip_and_auto_classes(tmp_path):
 
 def test_auto_model_from_config_builds_the_generator():
     assert isinstance(AutoModel.from_config(tiny_config()), CounterfactualGenerativeNetwork)
+
+
+# --- the mask encoder (not in the paper) and generate(masks=...) -------------------------------------
+
+
+def test_mask_encoder_predicts_clamped_masks_and_its_loss_is_binary_cross_entropy():
+    torch.manual_seed(0)
+    encoder = CGNMaskEncoder(tiny_config(encoder_channels=5))
+    pixels, target = torch.rand(3, 3, 8, 8) * 2 - 1, torch.rand(3, 1, 8, 8)
+    out = encoder(pixels, target_masks=target)
+    assert isinstance(out, CGNMaskEncoderOutput) and out.mask.shape == (3, 1, 8, 8)
+    assert out.mask.min() >= 1e-4 and out.mask.max() <= 0.9999
+    p = torch.sigmoid(encoder.model(pixels))  # the hand computation: -mean(t log p + (1 - t) log(1 - p))
+    expected = -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+    torch.testing.assert_close(out.loss, expected)
+    assert encoder(pixels).loss is None
+
+
+def test_mask_encoder_errors_and_round_trip(tmp_path):
+    encoder = CGNMaskEncoder(tiny_config())
+    with pytest.raises(
+        ValueError, match=r"pixel_values must be \(batch, 3, 8, 8\) in \[-1, 1\], got \(2, 3, 16, 16\)"
+    ):
+        encoder(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"target_masks must be \(2, 1, 8, 8\)"):
+        encoder(torch.zeros(2, 3, 8, 8), target_masks=torch.zeros(2, 8, 8))
+    encoder.save_pretrained(tmp_path)
+    again = CGNMaskEncoder.from_pretrained(tmp_path)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(again(x).mask, encoder(x).mask)
+    with pytest.raises(StrictDataclassClassValidationError, match="encoder_channels must be >= 1"):
+        tiny_config(encoder_channels=0)
+
+
+def test_generate_with_masks_composes_them_with_the_same_textures_and_backgrounds():
+    model = tiny_cgn()
+    plain = model.generate(*Y, seed=3)
+    masks = torch.rand(3, 1, 8, 8)
+    given = model.generate(*Y, seed=3, masks=masks)
+    torch.testing.assert_close(given.foreground, plain.foreground)
+    torch.testing.assert_close(given.background, plain.background)
+    torch.testing.assert_close(given.mask, masks.clamp(1e-4, 0.9999))
+    torch.testing.assert_close(
+        given.images, given.mask * plain.foreground + (1 - given.mask) * plain.background
+    )
+    with pytest.raises(
+        ValueError, match=r"masks must be \(3, 1, 8, 8\) \(one per label\), got \(2, 1, 8, 8\)"
+    ):
+        model.generate(*Y, masks=torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"masks must lie in \[0, 1\]"):
+        model.generate(*Y, masks=torch.rand(3, 1, 8, 8) + 1)
