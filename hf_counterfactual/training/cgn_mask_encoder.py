@@ -45,7 +45,6 @@ def fit_mask_encoder(
         raise ValueError("fit_mask_encoder draws fresh samples without end: set config.max_steps.")
     torch.manual_seed(config.seed)
     encoder = CGNMaskEncoder(cgn.config)
-    cgn.eval().requires_grad_(False)
     sample_ids = range(config.max_steps * config.batch_size)
     return train(config, encoder, sample_ids, CgnSampleCollator(cgn, tied_fraction))
 

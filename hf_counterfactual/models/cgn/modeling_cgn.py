@@ -379,8 +379,9 @@ class CGNMaskEncoder(CGNPreTrainedModel):
 
     Fitted to a trained CGN's own compositions, where m is known (`fit_mask_encoder`), it finds the mask of
     a real image, so the counterfactuals of that image keep its real shape and take a texture and a
-    background of other classes from the CGN (`generate(..., masks=...)`). Five 3x3 convs, dilated 1, 2, 4
-    (receptive field 17 px), full resolution throughout. Shares `CGNConfig` as the discriminator does.
+    background of other classes from the CGN (`generate(..., masks=...)`). Four 3x3 convs dilated
+    1, 2, 4, 1 and a 1x1 (receptive field 17 px), full resolution throughout. Shares `CGNConfig` as the
+    discriminator does.
     """
 
     main_input_name = "pixel_values"
