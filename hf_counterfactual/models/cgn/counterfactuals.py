@@ -47,7 +47,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def pixel_values_of(images: Sequence[Image.Image], config) -> torch.Tensor:
     """PIL images -> (B, C, H, W) in [-1, 1], as a CGN draws them; the size must be the CGN's."""
-    mode = "RGB" if config.num_channels == 3 else "L"
+    mode = {1: "L", 3: "RGB"}.get(config.num_channels)
+    if mode is None:
+        raise ValueError(f"real images need a CGN of 1 or 3 channels, this one draws {config.num_channels}.")
     pixels = []
     for i, image in enumerate(images):
         if image.size != (config.image_size, config.image_size):

@@ -218,6 +218,10 @@ def test_pixel_values_of_matches_the_cgn_range_and_rejects_other_sizes(model):
     assert pixels.shape == (2, 3, 8, 8) and pixels[0].eq(1).all() and pixels[1].eq(-1).all()
     with pytest.raises(ValueError, match="image 1 is 9 x 8; the CGN draws 8 x 8 images"):
         pixel_values_of([white, Image.new("RGB", (9, 8))], model.config)
+    grey = pixel_values_of([Image.new("L", (8, 8), 255)], tiny_cgn(num_channels=1).config)
+    assert grey.shape == (1, 1, 8, 8) and grey.eq(1).all()
+    with pytest.raises(ValueError, match="1 or 3 channels, this one draws 4"):
+        pixel_values_of([white], tiny_cgn(num_channels=4).config)
 
 
 def test_real_image_errors(model):
