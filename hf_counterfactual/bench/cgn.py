@@ -30,7 +30,7 @@ from ..models.cgn import (
 from ..training import TrainingConfig
 from ..training.cgn_config import CgnTrainConfig
 from ..training.cgn_mask_encoder import fit_mask_encoder
-from ..training.cgn_trainer import run_cgn
+from ..training.cgn_trainer import CgnCollator, run_cgn
 from ..training.invariant_classifier import invariant_training_set, train_invariant_classifier
 from ..training.pat_config import TINY_RESNET
 
@@ -149,9 +149,15 @@ def score_generator(
     `mask_encoders` (one per generator) the counterfactuals keep the real training images' shapes.
     """
     start = time.perf_counter()
-    real = None if mask_encoders is None else list(biased["train"]["image"])
+    image_size = biased["train"][0]["image"].size[0]
+    real = None if mask_encoders is None else CgnCollator(image_size)(list(biased["train"]))["pixel_values"]
     counterfactuals = generate_counterfactual_dataset(
-        generator, biased["train"]["label"], sc["per_image"], seed, images=real, mask_encoders=mask_encoders
+        generator,
+        biased["train"]["label"],
+        sc["per_image"],
+        seed,
+        pixel_values=real,
+        mask_encoders=mask_encoders,
     )
     dataset_seconds = time.perf_counter() - start
     test = {"test": biased["test"]}
@@ -171,7 +177,7 @@ def score_generator(
             os.path.join(output_dir, f"classifier_{name}"), seed, sc["classifier_epochs"], show_progress
         )
         _, metrics = train_invariant_classifier(
-            cfg, training_sets[name](), eval_data, TINY_RESNET, biased["train"][0]["image"].size[0], ensemble
+            cfg, training_sets[name](), eval_data, TINY_RESNET, image_size, ensemble
         )
         for split in eval_data:
             key = "oracle_shape_acc_counterfactual" if split == "counterfactual" else f"acc_{name}_{split}"

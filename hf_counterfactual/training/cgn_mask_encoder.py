@@ -2,7 +2,7 @@
 
 The CGN's own compositions are labelled data for free: each generated image comes with the mask that
 composed it. An encoder fitted to them finds the shape mask of a real image, so counterfactuals of that
-image keep its real shape (`generate_counterfactual_dataset(..., images=..., mask_encoders=...)`). The
+image keep its real shape (`generate_counterfactual_dataset(..., pixel_values=..., mask_encoders=...)`). The
 "dataset" is a range of batch seeds: `CgnSampleCollator` turns each seed into a batch of fresh samples,
 so runs are deterministic, resumable and need no stored images.
 """

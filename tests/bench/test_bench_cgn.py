@@ -236,7 +236,8 @@ def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(t
     assert result["settings"]["real_shapes"] is True and result["settings"]["mask_encoder_steps"] == 2
     assert (tmp_path / "colored" / "cgn" / "mask_encoder" / "model.safetensors").is_file()
     # the counterfactuals are of the real training images, through the fitted encoder
-    assert len(seen["images"]) == 64 and len(seen["mask_encoders"]) == 1
+    assert seen["pixel_values"].shape == (64, 3, 32, 32) and len(seen["mask_encoders"]) == 1
+    assert seen["pixel_values"].min() >= -1 and seen["pixel_values"].max() <= 1
     assert FIGURES <= set(result["variants"]["colored"])
 
     def fail(*args, **kw):

@@ -45,24 +45,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
 
 
-def pixel_values_of(images: Sequence[Image.Image], config) -> torch.Tensor:
-    """PIL images -> (B, C, H, W) in [-1, 1], as a CGN draws them; the size must be the CGN's."""
-    mode = {1: "L", 3: "RGB"}.get(config.num_channels)
-    if mode is None:
-        raise ValueError(f"real images need a CGN of 1 or 3 channels, this one draws {config.num_channels}.")
-    pixels = []
-    for i, image in enumerate(images):
-        if image.size != (config.image_size, config.image_size):
-            raise ValueError(
-                f"image {i} is {image.size[0]} x {image.size[1]}; the CGN draws "
-                f"{config.image_size} x {config.image_size} images."
-            )
-        pixels.append(
-            np.asarray(image.convert(mode), dtype=np.float32).reshape(image.size[1], image.size[0], -1)
-        )
-    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2) / 127.5 - 1
-
-
 def generate_counterfactual_dataset(
     model: CounterfactualGenerativeNetwork | Sequence[CounterfactualGenerativeNetwork],
     labels: Sequence[int] | int,
@@ -70,7 +52,7 @@ def generate_counterfactual_dataset(
     seed: int = 0,
     batch_size: int = 256,
     mode: Literal["random", "permuted"] = "random",
-    images: Sequence[Image.Image] | None = None,
+    pixel_values: torch.Tensor | None = None,
     mask_encoders: CGNMaskEncoder | Sequence[CGNMaskEncoder] | None = None,
 ) -> datasets.Dataset:
     """`per_image` counterfactuals per real image: shape = its label y, texture and background drawn anew.
@@ -89,9 +71,10 @@ def generate_counterfactual_dataset(
     A GAN's seed decides much of what its counterfactuals teach a classifier; a pool scores about as well
     as its best member (see benchmarks/README.md, "Pooling generators").
 
-    With `images` (the real images behind `labels`) and `mask_encoders` (one [`CGNMaskEncoder`] per model,
-    fitted to it; not in the paper), each counterfactual keeps its real image's shape: the encoder's mask of
-    the image replaces the shape mechanism's, and the CGN draws texture and background as before.
+    With `pixel_values` (the real images behind `labels`, (N, C, H, W) in [-1, 1] as the CGN draws them, e.g.
+    from `CgnCollator`) and `mask_encoders` (one [`CGNMaskEncoder`] per model, fitted to it; not in the paper),
+    each counterfactual keeps its real image's shape: the encoder's mask of the image replaces the shape
+    mechanism's, and the CGN draws texture and background as before.
     """
     models = [model] if isinstance(model, CounterfactualGenerativeNetwork) else list(model)
     if not models:
@@ -123,15 +106,17 @@ def generate_counterfactual_dataset(
     if mode not in ("random", "permuted"):
         raise ValueError(f"mode must be 'random' or 'permuted', got {mode!r}.")
 
-    if (images is None) != (mask_encoders is None):
-        raise ValueError("images and mask_encoders go together: the encoders find the images' masks.")
+    if (pixel_values is None) != (mask_encoders is None):
+        raise ValueError("pixel_values and mask_encoders go together: the encoders find the images' masks.")
     encoders = None
     if mask_encoders is not None:
         encoders = [mask_encoders] if isinstance(mask_encoders, CGNMaskEncoder) else list(mask_encoders)
         if len(encoders) != len(models):
             raise ValueError(f"need one mask encoder per CGN: got {len(encoders)} for {len(models)} CGNs.")
-        if len(images) != labels.size:
-            raise ValueError(f"got {len(images)} images for {labels.size} labels; give one label per image.")
+        if len(pixel_values) != labels.size:
+            raise ValueError(
+                f"got {len(pixel_values)} images for {labels.size} labels; give one label per image."
+            )
 
     rng = np.random.default_rng(seed)
     shape = np.repeat(labels, per_image)
@@ -151,9 +136,9 @@ def generate_counterfactual_dataset(
             part = rows[start : start + batch_size]
             masks = None
             if encoders is not None:  # the real images' masks (row r is of image r // per_image)
-                pixels = pixel_values_of([images[int(i)] for i in part // per_image], cgn.config)
+                pixels = pixel_values[torch.from_numpy(part // per_image)].to(encoders[g].device)
                 with torch.no_grad():
-                    masks = encoders[g].eval()(pixels.to(encoders[g].device)).mask
+                    masks = encoders[g].eval()(pixels).mask
             seed_b = batch_seed(seed, b, g)
             out = cgn.generate(shape[part], texture[part], background[part], seed=seed_b, masks=masks)
             for r, a in zip(part, to_uint8(out.images), strict=True):

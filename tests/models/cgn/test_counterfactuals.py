@@ -14,7 +14,6 @@ from hf_counterfactual.models.cgn import (
     CounterfactualGenerativeNetwork,
     batch_seed,
     generate_counterfactual_dataset,
-    pixel_values_of,
     save_counterfactual_grid,
     save_image_grid,
     save_mechanism_grid,
@@ -195,16 +194,15 @@ def test_mechanism_grid_shows_the_composed_parts(model, tmp_path):
 def test_real_images_keep_their_own_mask_in_each_of_their_counterfactuals(model):
     torch.manual_seed(1)
     encoder = CGNMaskEncoder(model.config)
-    rng = np.random.default_rng(0)
-    real = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in LABELS]
+    real = torch.rand(len(LABELS), 3, 8, 8) * 2 - 1
     data = generate_counterfactual_dataset(
-        model, LABELS, per_image=2, seed=5, batch_size=4, images=real, mask_encoders=[encoder]
+        model, LABELS, per_image=2, seed=5, batch_size=4, pixel_values=real, mask_encoders=[encoder]
     )
     assert data["shape"] == np.repeat(LABELS, 2).tolist()
     # batch 1 = rows 4..7 = counterfactuals of real images 2, 2, 3, 3: their masks, the batch's textures
     rows = data.select(range(4, 8))
     with torch.no_grad():
-        masks = encoder(pixel_values_of([real[2], real[2], real[3], real[3]], model.config)).mask
+        masks = encoder(real[[2, 2, 3, 3]]).mask
     out = model.generate(
         rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1), masks=masks
     )
@@ -212,23 +210,18 @@ def test_real_images_keep_their_own_mask_in_each_of_their_counterfactuals(model)
     np.testing.assert_array_equal(got, to_uint8(out.images))
 
 
-def test_pixel_values_of_matches_the_cgn_range_and_rejects_other_sizes(model):
-    white, black = Image.new("RGB", (8, 8), "white"), Image.new("L", (8, 8), 0)
-    pixels = pixel_values_of([white, black], model.config)
-    assert pixels.shape == (2, 3, 8, 8) and pixels[0].eq(1).all() and pixels[1].eq(-1).all()
-    with pytest.raises(ValueError, match="image 1 is 9 x 8; the CGN draws 8 x 8 images"):
-        pixel_values_of([white, Image.new("RGB", (9, 8))], model.config)
-    grey = pixel_values_of([Image.new("L", (8, 8), 255)], tiny_cgn(num_channels=1).config)
-    assert grey.shape == (1, 1, 8, 8) and grey.eq(1).all()
-    with pytest.raises(ValueError, match="1 or 3 channels, this one draws 4"):
-        pixel_values_of([white], tiny_cgn(num_channels=4).config)
-
-
 def test_real_image_errors(model):
-    encoder, real = CGNMaskEncoder(model.config), [Image.new("RGB", (8, 8))] * len(LABELS)
-    with pytest.raises(ValueError, match="images and mask_encoders go together"):
-        generate_counterfactual_dataset(model, LABELS, images=real)
+    encoder, real = CGNMaskEncoder(model.config), torch.zeros(len(LABELS), 3, 8, 8)
+    with pytest.raises(ValueError, match="pixel_values and mask_encoders go together"):
+        generate_counterfactual_dataset(model, LABELS, pixel_values=real)
     with pytest.raises(ValueError, match="one mask encoder per CGN: got 2 for 1"):
-        generate_counterfactual_dataset(model, LABELS, images=real, mask_encoders=[encoder, encoder])
+        generate_counterfactual_dataset(model, LABELS, pixel_values=real, mask_encoders=[encoder, encoder])
     with pytest.raises(ValueError, match="got 4 images for 5 labels"):
-        generate_counterfactual_dataset(model, LABELS, images=real[:4], mask_encoders=encoder)
+        generate_counterfactual_dataset(model, LABELS, pixel_values=real[:4], mask_encoders=encoder)
+    # images of another size than the CGN draws: the encoder names the size it needs
+    with pytest.raises(
+        ValueError, match=r"pixel_values must be \(batch, 3, 8, 8\) in \[-1, 1\], got \(50, 3, 9, 8\)"
+    ):
+        generate_counterfactual_dataset(
+            model, LABELS, pixel_values=torch.zeros(5, 3, 9, 8), mask_encoders=encoder
+        )
