@@ -107,6 +107,31 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {os.path.join(args.out, 'saliency.json')}")
 
 
+def _split_of(path: str, split: str):
+    """One split of a dataset saved with `save_to_disk` (a `Dataset` is its own only split)."""
+    import datasets
+
+    data = datasets.load_from_disk(path)
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise ValueError(f"{path} has no split {split!r}; it has {', '.join(data)}.")
+        return data[split]
+    return data
+
+
+def _mask_encoder_of(cgn_folder: str):
+    """The `CGNMaskEncoder` a CGN run fitted into `cgn_folder`/mask_encoder."""
+    from .models.cgn import CGNMaskEncoder
+
+    folder = os.path.join(cgn_folder, "mask_encoder")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ValueError(
+            f"--images needs a mask encoder in {folder}: train the CGN with mask_encoder_steps > 0 "
+            "(e.g. `hf-counterfactual train RECIPE mask_encoder_steps=500`) or save one from fit_mask_encoder."
+        )
+    return CGNMaskEncoder.from_pretrained(folder)
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from .models.cgn import (
         CounterfactualGenerativeNetwork,
@@ -115,11 +140,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
         save_image_grid,
         save_mechanism_grid,
     )
+    from .training.cgn_trainer import CgnCollator
 
     if args.num_images <= 0:
         raise ValueError(f"-n/--num-images must be > 0, got {args.num_images}.")
-    if args.pool_with and not args.dataset_out:
-        raise ValueError("--pool-with pools counterfactual datasets: it needs --dataset-out.")
+    for flag, value in (("--pool-with", args.pool_with), ("--images", args.images)):
+        if value and not args.dataset_out:
+            raise ValueError(f"{flag} is an option of the counterfactual dataset: it needs --dataset-out.")
     model = CounterfactualGenerativeNetwork.from_pretrained(args.model)
     k = model.config.num_classes
     texture = args.shape if args.texture is None else args.texture
@@ -127,6 +154,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for flag, value in (("--shape", args.shape), ("--texture", texture), ("--background", background)):
         if not 0 <= value < k:
             raise ValueError(f"{flag} must be a class id in [0, {k}), got {value}.")
+    folders = [args.model, *(args.pool_with or [])]
+    labels, real = args.labels_from, {}
+    if args.images:  # counterfactuals of these images, keeping their shapes (read before anything is written)
+        batch = CgnCollator(model.config.image_size)(list(_split_of(args.images, args.split)))
+        labels = batch["labels"].tolist()
+        real = {
+            "pixel_values": batch["pixel_values"],
+            "mask_encoders": [_mask_encoder_of(d) for d in folders],
+            "mask_threshold": args.mask_threshold or None,
+        }
     if args.grid:
         save_counterfactual_grid(model, args.out, seed=args.seed)
     elif args.mechanisms:
@@ -137,9 +174,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         save_image_grid(out.images, args.out)
     print(f"wrote {args.out}")
     if args.dataset_out:
-        pool = [model] + [CounterfactualGenerativeNetwork.from_pretrained(d) for d in args.pool_with or []]
+        pool = [model] + [CounterfactualGenerativeNetwork.from_pretrained(d) for d in folders[1:]]
         data = generate_counterfactual_dataset(
-            pool, args.labels_from, per_image=args.per_image, seed=args.seed, mode=args.mode
+            pool, labels, per_image=args.per_image, seed=args.seed, mode=args.mode, **real
         )
         data.save_to_disk(args.dataset_out)
         print(f"wrote {args.dataset_out} ({len(data)} counterfactuals)")
@@ -315,7 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="outputs/generate/cgn.png", help="PNG to write.")
     p.add_argument("--dataset-out", help="Also write a counterfactual dataset here (save_to_disk).")
-    p.add_argument("--labels-from", type=int, default=100, help="Real images (labels cycle 0..K-1).")
+    p.add_argument(
+        "--labels-from", type=int, default=100, help="Real images (labels cycle 0..K-1), without --images."
+    )
+    p.add_argument(
+        "--images",
+        metavar="DIR",
+        help="A dataset (save_to_disk; `image` and `label` columns) whose images get counterfactuals that keep "
+        "their shapes, found by each CGN folder's mask_encoder/ (not in the paper).",
+    )
+    p.add_argument("--split", default="train", help="The split of --images, if it has several.")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="--images: cut the encoder's masks at this value (0 keeps them soft; soft masks copy the images' "
+        "own patterns into their counterfactuals).",
+    )
     p.add_argument("--per-image", type=int, default=10, help="Counterfactuals per real image.")
     p.add_argument("--mode", default="random", choices=["random", "permuted"])
     p.add_argument(

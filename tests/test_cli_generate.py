@@ -1,12 +1,19 @@
 """`hf-counterfactual generate`: CGN samples PNG, class grid and counterfactual dataset from a saved model."""
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hf_counterfactual.cli import main
-from hf_counterfactual.models.cgn import CGNConfig, CounterfactualGenerativeNetwork
+from hf_counterfactual.models.cgn import (
+    CGNConfig,
+    CGNMaskEncoder,
+    CounterfactualGenerativeNetwork,
+    generate_counterfactual_dataset,
+)
+from hf_counterfactual.training.cgn_trainer import CgnCollator
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,69 @@ def test_rejects_bad_arguments(model_dir, tmp_path, args, message):
     with pytest.raises(ValueError, match=message):
         main(["generate", "--model", model_dir, "--out", str(tmp_path / "x.png"), *args])
     assert not (tmp_path / "x.png").exists()
+
+
+def _images(n: int, size: int = 8) -> datasets.DatasetDict:
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=8)})
+    rows = {"image": images, "label": [3, 5, 0, 7, 1][:n]}
+    return datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features)})
+
+
+def test_images_get_counterfactuals_that_keep_their_shapes(tmp_path):
+    torch.manual_seed(0)
+    config = CGNConfig(num_classes=8, image_size=8, latent_dim=8, ngf=4, encoder_channels=4)
+    model_dir = tmp_path / "cgn"
+    CounterfactualGenerativeNetwork(config).save_pretrained(model_dir)
+    CGNMaskEncoder(config).save_pretrained(model_dir / "mask_encoder")
+    images = _images(4)
+    images.save_to_disk(tmp_path / "images")
+    data_dir = tmp_path / "cf"
+    args = ["--model", str(model_dir), "--out", str(tmp_path / "x.png"), "--dataset-out", str(data_dir)]
+    args += [
+        "--images",
+        str(tmp_path / "images"),
+        "--per-image",
+        "2",
+        "--seed",
+        "3",
+        "--mask-threshold",
+        "0.6",
+    ]
+    main(["generate", *args])
+    data = datasets.load_from_disk(str(data_dir))
+    assert data["shape"] == [3, 3, 5, 5, 0, 0, 7, 7]  # the images' labels, per_image rows each
+    # the same rows as the Python API with the images' pixels and the folder's encoder
+    model = CounterfactualGenerativeNetwork.from_pretrained(model_dir)
+    encoder = CGNMaskEncoder.from_pretrained(model_dir / "mask_encoder")
+    pixels = CgnCollator(8)(list(images["train"]))["pixel_values"]
+    expected = generate_counterfactual_dataset(
+        model, [3, 5, 0, 7], 2, seed=3, pixel_values=pixels, mask_encoders=encoder, mask_threshold=0.6
+    )
+    assert [np.asarray(a).tolist() for a in data["image"]] == [
+        np.asarray(b).tolist() for b in expected["image"]
+    ]
+    assert data["texture"] == expected["texture"] and data["background"] == expected["background"]
+
+
+def test_images_errors(model_dir, tmp_path):
+    _images(2).save_to_disk(tmp_path / "images")
+    base = [
+        "generate",
+        "--model",
+        model_dir,
+        "--out",
+        str(tmp_path / "x.png"),
+        "--images",
+        str(tmp_path / "images"),
+    ]
+    with pytest.raises(ValueError, match="--images .* needs --dataset-out"):
+        main(base)
+    with pytest.raises(
+        ValueError, match="mask encoder in .*mask_encoder: train the CGN with mask_encoder_steps"
+    ):
+        main([*base, "--dataset-out", str(tmp_path / "cf")])
+    with pytest.raises(ValueError, match="no split 'test'; it has train"):
+        main([*base, "--dataset-out", str(tmp_path / "cf"), "--split", "test"])
+    assert not (tmp_path / "cf").exists() and not (tmp_path / "x.png").exists()

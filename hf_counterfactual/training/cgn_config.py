@@ -108,6 +108,14 @@ class CgnTrainConfig:
     transfer_epochs: int = field(
         default=3, metadata={"help": "Epochs of the transfer evaluation's classifier."}
     )
+    mask_encoder_steps: int = field(
+        default=0,
+        metadata={
+            "help": "After training, fit a CGNMaskEncoder to the CGN's own compositions for this many batches of "
+            "64 and save it to output_dir/mask_encoder (not in the paper; 0 = none). It finds the masks of real "
+            "images, so their counterfactuals keep their shapes: `hf-counterfactual generate --images`."
+        },
+    )
     eval_samples: int = field(default=256, metadata={"help": "Generated samples for the mask statistics."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the evaluation samples."})
 
@@ -122,6 +130,10 @@ class CgnTrainConfig:
             raise ValueError(
                 "transfer_eval_images, transfer_per_image and transfer_epochs must be >= 1, got "
                 f"{self.transfer_eval_images}, {self.transfer_per_image}, {self.transfer_epochs}."
+            )
+        if self.mask_encoder_steps < 0:
+            raise ValueError(
+                f"mask_encoder_steps must be >= 0 (0 = no encoder), got {self.mask_encoder_steps}."
             )
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}.")

@@ -9,6 +9,7 @@ so runs are deterministic, resumable and need no stored images.
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 from ..models.cgn import CGNMaskEncoder, CounterfactualGenerativeNetwork
 from .config import TrainingConfig
@@ -36,17 +37,30 @@ class CgnSampleCollator:
         return {"pixel_values": out.images.cpu(), "target_masks": out.mask.cpu()}
 
 
+def mask_encoder_training_config(
+    output_dir: str, max_steps: int, seed: int = 0, **overrides
+) -> TrainingConfig:
+    """The encoder's recipe: `max_steps` batches of 64 fresh samples, Adam 1e-3 at a constant rate (what the
+    bench measured; see benchmarks/README.md, "Counterfactuals that keep the real images' shapes")."""
+    defaults = {"batch_size": 64, "learning_rate": 1e-3, "lr_scheduler": "constant", "warmup_ratio": 0.0}
+    return TrainingConfig(output_dir=output_dir, max_steps=max_steps, seed=seed, **{**defaults, **overrides})
+
+
 def fit_mask_encoder(
-    cgn: CounterfactualGenerativeNetwork, config: TrainingConfig, tied_fraction: float = 0.5
+    cgn: CounterfactualGenerativeNetwork,
+    config: TrainingConfig,
+    tied_fraction: float = 0.5,
+    accelerator: Accelerator | None = None,
 ) -> CGNMaskEncoder:
     """Train a `CGNMaskEncoder` (same config as `cgn`) for `config.max_steps` batches of the CGN's samples
-    and save it to `config.output_dir`. Inverted classes come out right side up (`generate` re-orients)."""
+    and save it to `config.output_dir`. Inverted classes come out right side up (`generate` re-orients).
+    `accelerator`: an open one to fit on (e.g. the CGN run's, whose owner ends it), else the loop makes one."""
     if not config.max_steps:
         raise ValueError("fit_mask_encoder draws fresh samples without end: set config.max_steps.")
     torch.manual_seed(config.seed)
     encoder = CGNMaskEncoder(cgn.config)
-    sample_ids = range(config.max_steps * config.batch_size)
-    return train(config, encoder, sample_ids, CgnSampleCollator(cgn, tied_fraction))
+    sample_ids = range(config.max_steps * config.batch_size * config.gradient_accumulation_steps)
+    return train(config, encoder, sample_ids, CgnSampleCollator(cgn, tied_fraction), accelerator=accelerator)
 
 
-__all__ = ["CgnSampleCollator", "fit_mask_encoder"]
+__all__ = ["CgnSampleCollator", "fit_mask_encoder", "mask_encoder_training_config"]

@@ -52,6 +52,7 @@ from ..hub import save_metrics_and_card
 from ..models.cgn import (
     CGNConfig,
     CGNDiscriminator,
+    CGNMaskEncoder,
     CounterfactualGenerativeNetwork,
     RandomConvFeatures,
     lsgan_discriminator_loss,
@@ -63,6 +64,7 @@ from ..models.cgn import (
     style_loss,
 )
 from .cgn_config import CgnTrainConfig
+from .cgn_mask_encoder import fit_mask_encoder, mask_encoder_training_config
 from .classification import build_image_classifier
 from .config import TrainingConfig
 from .loop import make_accelerator, train
@@ -310,6 +312,32 @@ def mask_iou_vs_data(
     return class_mask_iou(masks, shapes, real, torch.tensor(rows["label"]), k)
 
 
+@torch.no_grad()
+def mask_encoder_iou_vs_data(
+    encoder: CGNMaskEncoder, dataset: datasets.Dataset, batch_size: int = 256
+) -> dict:
+    """How well `encoder` finds real masks: `mask_encoder_iou`, the mean per-image IoU of its masks cut at 0.5
+    against the dataset's `mask` column, and `mask_encoder_background`, its mean mask outside them."""
+    collate = CgnCollator(encoder.config.image_size)
+    encoder.eval()
+    ious, outside = [], []
+    for start in range(0, len(dataset), batch_size):
+        rows = list(dataset.select(range(start, min(start + batch_size, len(dataset)))))
+        pixels = collate(rows)["pixel_values"].to(encoder.device)
+        size = (encoder.config.image_size,) * 2
+        real = [np.asarray(decode_image(r["mask"]).convert("L").resize(size)) > 127 for r in rows]
+        real = torch.from_numpy(np.stack(real))[:, None].to(encoder.device, torch.float32)
+        mask = encoder(pixels).mask
+        cut = (mask > 0.5).float()
+        union = ((cut + real) > 0).sum((1, 2, 3)).clamp(min=1)
+        ious.append((cut * real).sum((1, 2, 3)) / union)
+        outside.append((mask * (1 - real)).sum((1, 2, 3)) / (1 - real).sum((1, 2, 3)).clamp(min=1))
+    return {
+        "mask_encoder_iou": torch.cat(ious).mean().item(),
+        "mask_encoder_background": torch.cat(outside).mean().item(),
+    }
+
+
 def counterfactual_transfer_accuracy(
     generator: CounterfactualGenerativeNetwork,
     real: datasets.Dataset,
@@ -453,11 +481,26 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         )
         generator.save_pretrained(train_cfg.output_dir)
         gan.discriminator.save_pretrained(os.path.join(train_cfg.output_dir, "discriminator"))
+    if (
+        cfg.mask_encoder_steps
+    ):  # every process fits it to the saved (re-oriented) generator, on this run's accelerator
+        accelerator.wait_for_everyone()
+        saved = CounterfactualGenerativeNetwork.from_pretrained(train_cfg.output_dir).to(accelerator.device)
+        encoder_cfg = mask_encoder_training_config(
+            os.path.join(train_cfg.output_dir, "mask_encoder"),
+            cfg.mask_encoder_steps,
+            train_cfg.seed,
+            gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,  # the accelerator's
+            disable_progress_bar=train_cfg.disable_progress_bar,
+        )
+        encoder = fit_mask_encoder(saved, encoder_cfg, accelerator=accelerator)
+    if accelerator.is_main_process:
         results.update(evaluate_generator(generator, cfg.eval_samples, cfg.eval_seed))
+        real_rows = data["train"].select(range(min(2000, len(data["train"]))))
         if "mask" in data["train"].column_names:
-            results.update(
-                mask_iou_vs_data(generator, data["train"].select(range(min(2000, len(data["train"])))))
-            )
+            results.update(mask_iou_vs_data(generator, real_rows))
+            if cfg.mask_encoder_steps:
+                results.update(mask_encoder_iou_vs_data(encoder, real_rows))
         logger.info("CGN: %s", results)
         save_metrics_and_card(
             train_cfg.output_dir,

@@ -234,6 +234,7 @@ def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(t
     main([*cli, "--output-dir", str(tmp_path), "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["settings"]["real_shapes"] is True and result["settings"]["mask_encoder_steps"] == 2
+    assert result["settings"]["mask_threshold"] == seen["mask_threshold"] == 0.5
     assert (tmp_path / "colored" / "cgn" / "mask_encoder" / "model.safetensors").is_file()
     # the counterfactuals are of the real training images, through the fitted encoder
     assert seen["pixel_values"].shape == (64, 3, 32, 32) and len(seen["mask_encoders"]) == 1

@@ -5,6 +5,7 @@ import json
 import os
 import types
 
+import datasets
 import numpy as np
 import PIL.Image
 import pytest
@@ -14,6 +15,8 @@ import torch
 from hf_counterfactual.models.cgn import (
     CGNConfig,
     CGNDiscriminator,
+    CGNMaskEncoder,
+    CGNMaskEncoderOutput,
     CounterfactualGenerativeNetwork,
     mode_seeking_loss,
 )
@@ -25,6 +28,7 @@ from hf_counterfactual.training.cgn_trainer import (
     CgnStep,
     class_mask_iou,
     counterfactual_transfer_accuracy,
+    mask_encoder_iou_vs_data,
     run_cgn,
 )
 from hf_counterfactual.training.recipes import load_recipe
@@ -193,6 +197,8 @@ def test_config_errors():
         CgnTrainConfig(lambda_mode_seeking=-0.1)
     with pytest.raises(ValueError, match="border_width"):
         CgnTrainConfig(border_width=16)  # image_size 32: the frame would cover everything
+    with pytest.raises(ValueError, match="mask_encoder_steps must be >= 0"):
+        CgnTrainConfig(mask_encoder_steps=-1)
 
 
 def test_recipe_parses_with_overrides():
@@ -233,6 +239,38 @@ def test_tiny_run_saves_a_generator_and_metrics(tmp_path):
     assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
     discriminator = CGNDiscriminator.from_pretrained(str(out / "discriminator"))
     assert discriminator(images, torch.tensor([0, 1, 2])).shape == (3,)
+
+
+def test_run_fits_a_mask_encoder_to_the_saved_generator(tmp_path):
+    out = tmp_path / "run"
+    train_cfg = TrainingConfig(output_dir=str(out), max_steps=2, batch_size=8, disable_progress_bar=True)
+    cfg = CgnTrainConfig(item_source="digits", num_train=24, eval_samples=16, mask_encoder_steps=3, **TINY)
+    metrics = run_cgn(train_cfg, cfg)
+    encoder = CGNMaskEncoder.from_pretrained(str(out / "mask_encoder"))
+    generator = CounterfactualGenerativeNetwork.from_pretrained(str(out))
+    ignore = {"_name_or_path": "", "architectures": []}
+    assert encoder.config.to_dict() | ignore == generator.config.to_dict() | ignore  # inverted classes too
+    assert 0 <= metrics["mask_encoder_iou"] <= 1 and 0 <= metrics["mask_encoder_background"] <= 1
+    assert json.loads((out / "metrics.json").read_text())["mask_encoder_iou"] == metrics["mask_encoder_iou"]
+
+
+def test_mask_encoder_iou_against_a_hand_computation(monkeypatch):
+    true = np.zeros((2, 8, 8), np.uint8)
+    true[0, :4] = 255  # top half
+    true[1, :, :4] = 255  # left half
+    predicted = torch.full((2, 1, 8, 8), 0.3)
+    predicted[0, 0, :4, :4] = 0.9  # a quarter inside the top half: IoU 16 / 32, 0.3 outside
+    predicted[1, 0, :, :4], predicted[1, 0, :, 4:] = 0.6, 0.2  # the left half exactly: IoU 1, 0.2 outside
+    rows = {
+        "image": [PIL.Image.new("RGB", (8, 8)) for _ in range(2)],
+        "mask": [PIL.Image.fromarray(m) for m in true],
+        "label": [0, 1],
+    }
+    encoder = CGNMaskEncoder(CGNConfig(num_classes=2, image_size=8, encoder_channels=4))
+    monkeypatch.setattr(encoder, "forward", lambda pixel_values: CGNMaskEncoderOutput(mask=predicted))
+    scores = mask_encoder_iou_vs_data(encoder, datasets.Dataset.from_dict(rows))
+    assert scores["mask_encoder_iou"] == pytest.approx((0.5 + 1.0) / 2)
+    assert scores["mask_encoder_background"] == pytest.approx((0.3 + 0.2) / 2)
 
 
 def test_class_mask_iou_catches_inverted_masks():

@@ -191,18 +191,32 @@ def test_mechanism_grid_shows_the_composed_parts(model, tmp_path):
         save_mechanism_grid(model, tmp_path / "bad.png", samples=0)
 
 
-def test_real_images_keep_their_own_mask_in_each_of_their_counterfactuals(model):
+@pytest.mark.parametrize("cut", [True, False])
+def test_real_images_keep_their_own_mask_in_each_of_their_counterfactuals(model, cut):
     torch.manual_seed(1)
     encoder = CGNMaskEncoder(model.config)
     real = torch.rand(len(LABELS), 3, 8, 8) * 2 - 1
+    with torch.no_grad():  # an untrained encoder's masks sit near one value: cut them at their median
+        threshold = encoder(real).mask.median().item() if cut else None
     data = generate_counterfactual_dataset(
-        model, LABELS, per_image=2, seed=5, batch_size=4, pixel_values=real, mask_encoders=[encoder]
+        model,
+        LABELS,
+        per_image=2,
+        seed=5,
+        batch_size=4,
+        pixel_values=real,
+        mask_encoders=[encoder],
+        mask_threshold=threshold,
     )
     assert data["shape"] == np.repeat(LABELS, 2).tolist()
-    # batch 1 = rows 4..7 = counterfactuals of real images 2, 2, 3, 3: their masks, the batch's textures
+    # batch 1 = rows 4..7 = counterfactuals of real images 2, 2, 3, 3: their masks (cut at the threshold,
+    # or soft), the batch's textures
     rows = data.select(range(4, 8))
     with torch.no_grad():
         masks = encoder(real[[2, 2, 3, 3]]).mask
+    if threshold is not None:
+        masks = (masks > threshold).float()
+        assert 0.2 < masks.mean() < 0.8  # both sides of the cut occur
     out = model.generate(
         rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1), masks=masks
     )
@@ -216,6 +230,10 @@ def test_real_image_errors(model):
         generate_counterfactual_dataset(model, LABELS, pixel_values=real)
     with pytest.raises(ValueError, match="one mask encoder per CGN: got 2 for 1"):
         generate_counterfactual_dataset(model, LABELS, pixel_values=real, mask_encoders=[encoder, encoder])
+    with pytest.raises(ValueError, match=r"mask_threshold must be in \(0, 1\) or None"):
+        generate_counterfactual_dataset(
+            model, LABELS, pixel_values=real, mask_encoders=encoder, mask_threshold=1.0
+        )
     with pytest.raises(ValueError, match="got 4 images for 5 labels"):
         generate_counterfactual_dataset(model, LABELS, pixel_values=real[:4], mask_encoders=encoder)
     # images of another size than the CGN draws: the encoder names the size it needs
