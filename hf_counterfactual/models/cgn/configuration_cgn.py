@@ -52,6 +52,9 @@ class CGNConfig(PreTrainedConfig):
         disc_channels (`int`, *optional*, defaults to 32): base channels of the conv discriminator.
         encoder_channels (`int`, *optional*, defaults to 32):
             Width of [`CGNMaskEncoder`], which predicts the shape mask of an image (not in the paper).
+        encoder_dilations (`tuple[int, ...]`, *optional*, defaults to `(1, 2, 4, 8, 1)`):
+            One 3x3 conv of [`CGNMaskEncoder`] per entry, with this dilation; the receptive field is
+            1 + 2 * sum. 33 px sees a whole 32 px item, so a background stripe is not taken for the object.
     """
 
     model_type = "cgn"
@@ -72,6 +75,7 @@ class CGNConfig(PreTrainedConfig):
     disc_spectral_norm: bool = True
     disc_channels: int = 32
     encoder_channels: int = 32
+    encoder_dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 1)
 
     def validate_cgn(self):
         """Short errors for settings the model cannot run with."""
@@ -90,6 +94,10 @@ class CGNConfig(PreTrainedConfig):
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.encoder_dilations or min(self.encoder_dilations) < 1:
+            raise ValueError(
+                f"encoder_dilations must be a non-empty list of ints >= 1, got {self.encoder_dilations}."
+            )
         low, high = self.mask_clamp
         if not 0.0 <= low < high <= 1.0:
             raise ValueError(

@@ -379,9 +379,9 @@ class CGNMaskEncoder(CGNPreTrainedModel):
 
     Fitted to a trained CGN's own compositions, where m is known (`fit_mask_encoder`), it finds the mask of
     a real image, so the counterfactuals of that image keep its real shape and take a texture and a
-    background of other classes from the CGN (`generate(..., masks=...)`). Four 3x3 convs dilated
-    1, 2, 4, 1 and a 1x1 (receptive field 17 px), full resolution throughout. Shares `CGNConfig` as the
-    discriminator does.
+    background of other classes from the CGN (`generate(..., masks=...)`). 3x3 convs dilated by
+    `config.encoder_dilations` (by default 1, 2, 4, 8, 1: receptive field 33 px) and a 1x1, full resolution
+    throughout. Shares `CGNConfig` as the discriminator does.
     """
 
     main_input_name = "pixel_values"
@@ -389,7 +389,7 @@ class CGNMaskEncoder(CGNPreTrainedModel):
     def __init__(self, config: CGNConfig):
         super().__init__(config)
         ch, layers, cin = config.encoder_channels, [], config.num_channels
-        for dilation in (1, 2, 4, 1):
+        for dilation in config.encoder_dilations:
             layers += [nn.Conv2d(cin, ch, 3, padding=dilation, dilation=dilation), nn.ReLU()]
             cin = ch
         self.model = nn.Sequential(*layers, nn.Conv2d(ch, 1, 1))
@@ -417,7 +417,7 @@ class CGNMaskEncoder(CGNPreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        pass  # PyTorch's default init (the generator's orthogonal 0.1 gain would shrink five layers)
+        pass  # PyTorch's default init (the generator's orthogonal 0.1 gain would shrink every layer)
 
 
 __all__ = [

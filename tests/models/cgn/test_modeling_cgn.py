@@ -430,6 +430,19 @@ def test_mask_encoder_errors_and_round_trip(tmp_path):
     torch.testing.assert_close(again(x).mask, encoder(x).mask)
     with pytest.raises(StrictDataclassClassValidationError, match="encoder_channels must be >= 1"):
         tiny_config(encoder_channels=0)
+    with pytest.raises(StrictDataclassClassValidationError, match="encoder_dilations must be a non-empty"):
+        tiny_config(encoder_dilations=[1, 0])
+
+
+def test_mask_encoder_has_one_dilated_conv_per_entry_and_sees_that_far():
+    torch.manual_seed(0)
+    encoder = CGNMaskEncoder(tiny_config(encoder_dilations=[1, 2]))  # receptive field 1 + 2 * (1 + 2) = 7 px
+    convs = [m for m in encoder.model if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation[0] for c in convs] == [1, 2, 1] and convs[-1].kernel_size == (1, 1)
+    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    encoder(x).mask[0, 0, 0, 0].backward()  # which pixels reach the top-left output
+    reached = x.grad.abs().sum(1)[0] > 0
+    assert reached[:4, :4].all() and not reached[4:].any() and not reached[:, 4:].any()
 
 
 def test_generate_with_masks_composes_them_with_the_same_textures_and_backgrounds():
