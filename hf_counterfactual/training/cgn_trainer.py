@@ -323,7 +323,10 @@ def mask_encoder_iou_vs_data(
     ious, outside = [], []
     for start in range(0, len(dataset), batch_size):
         rows = list(dataset.select(range(start, min(start + batch_size, len(dataset)))))
+        skipped = collate.skipped
         pixels = collate(rows)["pixel_values"].to(encoder.device)
+        if collate.skipped > skipped:  # an undecodable image (the collator logs it): its batch is left out
+            continue
         size = (encoder.config.image_size,) * 2
         real = [np.asarray(decode_image(r["mask"]).convert("L").resize(size)) > 127 for r in rows]
         real = torch.from_numpy(np.stack(real))[:, None].to(encoder.device, torch.float32)
@@ -332,6 +335,8 @@ def mask_encoder_iou_vs_data(
         union = ((cut + real) > 0).sum((1, 2, 3)).clamp(min=1)
         ious.append((cut * real).sum((1, 2, 3)) / union)
         outside.append((mask * (1 - real)).sum((1, 2, 3)) / (1 - real).sum((1, 2, 3)).clamp(min=1))
+    if not ious:
+        return {}
     return {
         "mask_encoder_iou": torch.cat(ious).mean().item(),
         "mask_encoder_background": torch.cat(outside).mean().item(),

@@ -258,19 +258,28 @@ def test_mask_encoder_iou_against_a_hand_computation(monkeypatch):
     true = np.zeros((2, 8, 8), np.uint8)
     true[0, :4] = 255  # top half
     true[1, :, :4] = 255  # left half
-    predicted = torch.full((2, 1, 8, 8), 0.3)
-    predicted[0, 0, :4, :4] = 0.9  # a quarter inside the top half: IoU 16 / 32, 0.3 outside
-    predicted[1, 0, :, :4], predicted[1, 0, :, 4:] = 0.6, 0.2  # the left half exactly: IoU 1, 0.2 outside
+    white = np.zeros((2, 8, 8, 3), np.uint8)  # where the fake encoder below says 0.9 (elsewhere 0.2)
+    white[0, :4, :4] = 255  # a quarter inside the top half: IoU 16 / 32
+    white[1, :, :4] = 255  # the left half exactly: IoU 1
     rows = {
-        "image": [PIL.Image.new("RGB", (8, 8)) for _ in range(2)],
+        "image": [PIL.Image.fromarray(w) for w in white],
         "mask": [PIL.Image.fromarray(m) for m in true],
         "label": [0, 1],
     }
     encoder = CGNMaskEncoder(CGNConfig(num_classes=2, image_size=8, encoder_channels=4))
-    monkeypatch.setattr(encoder, "forward", lambda pixel_values: CGNMaskEncoderOutput(mask=predicted))
+    fake = lambda pixel_values: CGNMaskEncoderOutput(mask=torch.where(pixel_values[:, :1] > 0, 0.9, 0.2))  # noqa: E731
+    monkeypatch.setattr(encoder, "forward", fake)
     scores = mask_encoder_iou_vs_data(encoder, datasets.Dataset.from_dict(rows))
     assert scores["mask_encoder_iou"] == pytest.approx((0.5 + 1.0) / 2)
-    assert scores["mask_encoder_background"] == pytest.approx((0.3 + 0.2) / 2)
+    assert scores["mask_encoder_background"] == pytest.approx(0.2)
+    # a batch with an undecodable image is left out (its masks would not line up), the others still count
+    data = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image(decode=False))
+    broken = {"image": {"bytes": b"not an image", "path": None}, "mask": rows["mask"][0], "label": 0}
+    data = datasets.concatenate_datasets(
+        [data.select([0]), data.select([0]).map(lambda _: broken), data.select([1])]
+    )
+    scores = mask_encoder_iou_vs_data(encoder, data, batch_size=2)  # batch [row 0, broken] out, [row 1] in
+    assert scores["mask_encoder_iou"] == pytest.approx(1.0)
 
 
 def test_class_mask_iou_catches_inverted_masks():
