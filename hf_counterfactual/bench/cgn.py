@@ -265,8 +265,9 @@ def run_cgn_variant(
         "ensemble": ensemble,
         "items": item_source,
         "real_shapes": real_shapes,
-        "mask_threshold": MASK_THRESHOLD if real_shapes else None,
     }
+    if real_shapes:  # only then: a paper-style run's record stays as earlier versions wrote it, so it resumes
+        asked["mask_threshold"] = MASK_THRESHOLD
     if resume and finished.is_file():
         earlier = json.loads(finished.read_text())
         if earlier["run"] != asked:

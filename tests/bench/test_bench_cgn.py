@@ -167,6 +167,8 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
     cgn = tmp_path / "colored" / "cgn"
     saved = json.loads((tmp_path / "colored" / "results.json").read_text())
     assert saved["figures"] == first and saved["run"]["scale"] == "smoke"
+    # a paper-style record as earlier versions wrote it, so their runs resume
+    assert "mask_threshold" not in saved["run"]
     assert sorted(os.listdir(cgn / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]  # at each evaluation
     # a fresh run into the same folder is refused before it trains, not at its first checkpoint
     with pytest.raises(ValueError, match="checkpoints of an earlier run: go on from them with resume=True"):
