@@ -486,9 +486,8 @@ def run_cgn(train_cfg: TrainingConfig, cfg: CgnTrainConfig, data: datasets.Datas
         )
         generator.save_pretrained(train_cfg.output_dir)
         gan.discriminator.save_pretrained(os.path.join(train_cfg.output_dir, "discriminator"))
-    if (
-        cfg.mask_encoder_steps
-    ):  # every process fits it to the saved (re-oriented) generator, on this run's accelerator
+    # every process fits the mask encoder to the saved (re-oriented) generator, on this run's accelerator
+    if cfg.mask_encoder_steps:
         accelerator.wait_for_everyone()
         saved = CounterfactualGenerativeNetwork.from_pretrained(train_cfg.output_dir).to(accelerator.device)
         encoder_cfg = mask_encoder_training_config(
