@@ -299,17 +299,15 @@ def mask_iou_vs_data(
     shapes = torch.arange(k).repeat_interleave(per_class)
     others = torch.randint(0, k, (2, len(shapes)), generator=torch.Generator().manual_seed(seed))
     masks = generator.generate(shapes, *others, seed=seed).mask.cpu()
-    size = generator.config.image_size
     rows = dataset.select_columns(["mask", "label"])
-    real = torch.stack(
-        [
-            torch.from_numpy(
-                np.asarray(decode_image(m).convert("L").resize((size, size)), dtype=np.float32) / 255
-            )
-            for m in rows["mask"]
-        ]
-    )
+    real = _item_masks(rows["mask"], generator.config.image_size)
     return class_mask_iou(masks, shapes, real, torch.tensor(rows["label"]), k)
+
+
+def _item_masks(masks: list, size: int) -> torch.Tensor:
+    """A dataset's `mask` column (images) -> (N, size, size) float32 in [0, 1]."""
+    decoded = [np.asarray(decode_image(m).convert("L").resize((size, size)), dtype=np.float32) for m in masks]
+    return torch.from_numpy(np.stack(decoded) / 255)
 
 
 @torch.no_grad()
@@ -327,9 +325,8 @@ def mask_encoder_iou_vs_data(
         pixels = collate(rows)["pixel_values"].to(encoder.device)
         if collate.skipped > skipped:  # an undecodable image (the collator logs it): its batch is left out
             continue
-        size = (encoder.config.image_size,) * 2
-        real = [np.asarray(decode_image(r["mask"]).convert("L").resize(size)) > 127 for r in rows]
-        real = torch.from_numpy(np.stack(real))[:, None].to(encoder.device, torch.float32)
+        real = _item_masks([r["mask"] for r in rows], encoder.config.image_size)[:, None]
+        real = (real > 0.5).float().to(encoder.device)
         mask = encoder(pixels).mask
         cut = (mask > 0.5).float()
         union = ((cut + real) > 0).sum((1, 2, 3)).clamp(min=1)
