@@ -276,9 +276,11 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
 
     @torch.no_grad()
     def orient_classes(self, num_samples: int = 200, border_width: int = 2, seed: int = 0) -> list[int]:
-        """Find the classes whose mask covers the image border more than half (inside out), store them in
-        `config.inverted_classes` and return them. The centred-object prior of the training's L_border,
-        applied after it: the composition cannot tell (m, f, b) from (1 - m, b, f) on class-tied data."""
+        """Find the classes whose mask covers the `border_width` frame more than the image's central half
+        (inside out), store them in `config.inverted_classes` and return them. The centred-object prior of
+        the training's L_border, applied after it: the composition cannot tell (m, f, b) from (1 - m, b, f)
+        on class-tied data. Frame against centre, not frame against 1/2: a wide item (a sneaker) learned
+        inside out covers little more than half the frame, while the right way round it fills the centre."""
         k = self.config.num_classes
         labels = torch.arange(k, device=self.device).repeat_interleave(num_samples)
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -289,8 +291,12 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
             mask = self(labels, labels, labels, noise=noise.to(self.dtype), generator=generator).mask
         finally:
             self.train(was_training)
-        border = [mask_border_loss(class_masks, border_width) for class_masks in mask.split(num_samples)]
-        self.config.inverted_classes = [c for c in range(k) if border[c] > 0.5]
+        q = self.config.image_size // 4
+        self.config.inverted_classes = [
+            c
+            for c, class_masks in enumerate(mask.split(num_samples))
+            if mask_border_loss(class_masks, border_width) > class_masks[..., q:-q, q:-q].mean()
+        ]
         return self.config.inverted_classes
 
 
