@@ -149,28 +149,33 @@ def test_reorient_flips_the_mask_and_swaps_the_texture_mechanisms_of_inverted_cl
 class BorderOrCentreMask(nn.Module):
     """A stand-in shape mechanism: class 1 masks the 2-pixel border (inside out), class 2 the top three
     rows (a wide item inside out: 20 of the 48 frame pixels, a quarter of the centre), class 3 a band of
-    full-width rows 2-5 (a wide item the right way round: a third of the frame, all of the centre), class 0
-    the centre."""
+    full-width rows 2-5 (a wide item the right way round: a third of the frame, all of the centre), class 4
+    all but the top row (most of the frame: inside out, though it covers the centre too), class 0 the centre."""
 
     def forward(self, noise, labels):
-        logits = torch.full((4, 8, 8), -6.0)
+        logits = torch.full((5, 8, 8), -6.0)
         logits[0, 2:-2, 2:-2] = 6.0
         logits[1] = -logits[0]
         logits[2, :3] = 6.0
         logits[3, 2:6] = 6.0
+        logits[4, 1:] = 6.0
         return logits[labels][:, None]
 
 
 def test_orient_classes_finds_inside_out_classes_and_generate_turns_them_right_side_out(tmp_path):
-    model = tiny_cgn()
+    model = tiny_cgn(num_classes=5)
     model.shape = BorderOrCentreMask()
-    assert model.orient_classes(num_samples=3) == [1, 2] and model.config.inverted_classes == [1, 2]
+    assert model.orient_classes(num_samples=3) == [1, 2, 4] and model.config.inverted_classes == [1, 2, 4]
     mask = model.generate([0, 1], [0, 1], [0, 1], seed=0).mask[:, 0]
     assert (mask[:, 2:-2, 2:-2] > 0.99).all() and (mask[:, :2] < 0.01).all()  # both centred now
-    assert model.orient_classes(num_samples=3) == [1, 2]  # found on the raw masks, not the re-oriented ones
+    assert model.orient_classes(num_samples=3) == [
+        1,
+        2,
+        4,
+    ]  # found on the raw masks, not the re-oriented ones
 
     model.save_pretrained(tmp_path)
-    assert CGNConfig.from_pretrained(tmp_path).inverted_classes == [1, 2]
+    assert CGNConfig.from_pretrained(tmp_path).inverted_classes == [1, 2, 4]
     with pytest.raises(ValueError, match=r"border width must be in \[1, 4\), got 5"):
         model.orient_classes(border_width=5)
 
