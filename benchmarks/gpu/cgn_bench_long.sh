@@ -1,17 +1,19 @@
 # One device call: `bench cgn --scale long` on the GPU (compiled step), one process per variant and seed side by
 # side; --resume, so a call cut off by its time limit goes on in the next one while the machine is still warm
 # (outputs/ stays). Each seed's variants are then read back from their results.json into one JSON.
-# Carry .whl and .gpu_data (see setup.sh). Usage: [SEEDS="0 1" WORKER_TIMEOUT=560] bash benchmarks/gpu/cgn_bench_long.sh
+# REAL_SHAPES=1 adds --real-shapes, into folders and JSONs of its own (its CGNs are trained anew there).
+# Carry .whl and .gpu_data (see setup.sh). Usage: [SEEDS="0 1" WORKER_TIMEOUT=560 REAL_SHAPES=1] bash benchmarks/gpu/cgn_bench_long.sh
 source benchmarks/gpu/setup.sh || exit 1
-bench="python3 -m hf_counterfactual.cli bench cgn --scale long --resume --torch-compile"
+bench="python3 -m hf_counterfactual.cli bench cgn --scale long --resume --torch-compile${REAL_SHAPES:+ --real-shapes}"
+tag=cgn_long${REAL_SHAPES:+_real_shapes}
 for seed in ${SEEDS:-0}; do
   for v in colored double_colored wildlife; do
     timeout ${WORKER_TIMEOUT:-560} $bench --seeds $seed --variants $v \
-      --output-dir outputs/gpu/cgn_bench_long_s$seed --json $OUT/cgn_long_${v}_s$seed.json > $OUT/cgn_long_${v}_s$seed.log 2>&1 &
+      --output-dir outputs/gpu/${tag}_s$seed --json $OUT/${tag}_${v}_s$seed.json > $OUT/${tag}_${v}_s$seed.log 2>&1 &
   done
 done
 wait
 for seed in ${SEEDS:-0}; do  # immediate when every variant finished; a variant still to train is cut off
-  timeout 60 $bench --seeds $seed --output-dir outputs/gpu/cgn_bench_long_s$seed --json $OUT/cgn_long_s$seed.json \
-    > /dev/null 2>&1 && python3 -c "import json; r = json.load(open('$OUT/cgn_long_s$seed.json')); print($seed, {v: round(x['cgn_vs_oracle'], 3) for v, x in r['variants'].items()})"
+  timeout 60 $bench --seeds $seed --output-dir outputs/gpu/${tag}_s$seed --json $OUT/${tag}_s$seed.json \
+    > /dev/null 2>&1 && python3 -c "import json; r = json.load(open('$OUT/${tag}_s$seed.json')); print($seed, {v: round(x['cgn_vs_oracle'], 3) for v, x in r['variants'].items()})"
 done
