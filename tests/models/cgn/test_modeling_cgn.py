@@ -168,11 +168,8 @@ def test_orient_classes_finds_inside_out_classes_and_generate_turns_them_right_s
     assert model.orient_classes(num_samples=3) == [1, 2, 4] and model.config.inverted_classes == [1, 2, 4]
     mask = model.generate([0, 1], [0, 1], [0, 1], seed=0).mask[:, 0]
     assert (mask[:, 2:-2, 2:-2] > 0.99).all() and (mask[:, :2] < 0.01).all()  # both centred now
-    assert model.orient_classes(num_samples=3) == [
-        1,
-        2,
-        4,
-    ]  # found on the raw masks, not the re-oriented ones
+    # found on the raw masks, not the re-oriented ones
+    assert model.orient_classes(num_samples=3) == [1, 2, 4]
 
     model.save_pretrained(tmp_path)
     assert CGNConfig.from_pretrained(tmp_path).inverted_classes == [1, 2, 4]
