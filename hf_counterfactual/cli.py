@@ -83,7 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             torch_compile=args.torch_compile,
             generators=args.generators,
             resume=args.resume,
-            real_shapes=args.real_shapes,
+            shapes=args.shapes,
         )
     _write_json(result, args.json)
 
@@ -324,10 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
         "CGN cut off mid-training from its last checkpoint (saved at every evaluation).",
     )
     p.add_argument(
-        "--real-shapes",
-        action="store_true",
-        help="cgn: counterfactuals of the real training images, which keep their shapes: a mask encoder fitted "
-        "to each CGN's own compositions finds their masks (not in the paper).",
+        "--shapes",
+        choices=["generated", "encoder", "color"],
+        default="color",
+        help="cgn: where the counterfactuals' shapes come from. generated: the CGN's shape mechanism (the "
+        "paper's protocol). color (default) and encoder: counterfactuals of the real training images, which keep "
+        "their shapes (not in the paper), their masks from per-class colour statistics of the images' centre "
+        "against their frame, or from a mask encoder fitted to each CGN's own compositions.",
     )
     p.set_defaults(func=cmd_bench)
 

@@ -1,11 +1,12 @@
 # One device call: `bench cgn --scale long` on the GPU (compiled step), one process per variant and seed side by
 # side; --resume, so a call cut off by its time limit goes on in the next one while the machine is still warm
 # (outputs/ stays). Each seed's variants are then read back from their results.json into one JSON.
-# REAL_SHAPES=1 adds --real-shapes, into folders and JSONs of its own (its CGNs are trained anew there).
-# Carry .whl and .gpu_data (see setup.sh). Usage: [SEEDS="0 1" WORKER_TIMEOUT=560 REAL_SHAPES=1] bash benchmarks/gpu/cgn_bench_long.sh
+# SHAPES (color by default; generated: the paper's protocol; encoder) goes to --shapes, into folders and JSONs
+# of its own (cgn_long_$SHAPES; its CGNs are trained anew there).
+# Carry .whl and .gpu_data (see setup.sh). Usage: [SEEDS="0 1" WORKER_TIMEOUT=560 SHAPES=generated] bash benchmarks/gpu/cgn_bench_long.sh
 source benchmarks/gpu/setup.sh || exit 1
-bench="python3 -m hf_counterfactual.cli bench cgn --scale long --resume --torch-compile${REAL_SHAPES:+ --real-shapes}"
-tag=cgn_long${REAL_SHAPES:+_real_shapes}
+bench="python3 -m hf_counterfactual.cli bench cgn --scale long --resume --torch-compile --shapes ${SHAPES:=color}"
+tag=cgn_long_$SHAPES
 for seed in ${SEEDS:-0}; do
   for v in colored double_colored wildlife; do
     timeout ${WORKER_TIMEOUT:-560} $bench --seeds $seed --variants $v \

@@ -167,8 +167,7 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
     cgn = tmp_path / "colored" / "cgn"
     saved = json.loads((tmp_path / "colored" / "results.json").read_text())
     assert saved["figures"] == first and saved["run"]["scale"] == "smoke"
-    # a paper-style record as earlier versions wrote it, so their runs resume
-    assert "mask_threshold" not in saved["run"]
+    assert saved["run"]["shapes"] == "color" and saved["run"]["mask_threshold"] == 0.5
     assert sorted(os.listdir(cgn / "checkpoints")) == ["checkpoint_0", "checkpoint_1"]  # at each evaluation
     # a fresh run into the same folder is refused before it trains, not at its first checkpoint
     with pytest.raises(ValueError, match="checkpoints of an earlier run: go on from them with resume=True"):
@@ -219,7 +218,8 @@ def test_classifiers_may_score_a_share_of_the_images_the_cgn_trains_on(tmp_path,
     assert SCALES["long"]["classifier_num_train"] < SCALES["long"]["num_train"]
 
 
-def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(tmp_path, monkeypatch):
+def spy_on_generation(monkeypatch) -> dict:
+    """The keyword arguments the bench passes to `generate_counterfactual_dataset` (its last call)."""
     import hf_counterfactual.bench.cgn as bench
 
     seen = {}
@@ -230,17 +230,65 @@ def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(t
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(bench, "generate_counterfactual_dataset", spy)
+    return seen
+
+
+@pytest.mark.parametrize("shapes", ["color", "generated"])
+def test_bench_cgn_shapes_color_uses_the_colour_masks_of_the_real_images_and_generated_none(
+    tmp_path, monkeypatch, shapes
+):
+    import hf_counterfactual.bench.cgn as bench
+    from hf_counterfactual.models.cgn import color_item_masks
+    from hf_counterfactual.training.cgn_trainer import CgnCollator
+
+    seen = spy_on_generation(monkeypatch)
     monkeypatch.setitem(bench.SCALES, "quick", bench.SCALES["smoke"])
     out = tmp_path / "cgn.json"
-    cli = ["bench", "cgn", "--quick", "--real-shapes", "--variants", "colored", "--item-source", "digits"]
+    cli = ["bench", "cgn", "--quick", "--shapes", shapes, "--variants", "colored", "--item-source", "digits"]
     main([*cli, "--output-dir", str(tmp_path), "--json", str(out)])
     result = json.loads(out.read_text())
-    assert result["settings"]["real_shapes"] is True and result["settings"]["mask_encoder_steps"] == 2
+    assert result["settings"]["shapes"] == shapes and result["settings"]["mask_encoder_steps"] is None
+    assert seen["mask_encoders"] is None and seen["pixel_values"] is None
+    assert not (tmp_path / "colored" / "cgn" / "mask_encoder").exists()
+    assert FIGURES <= set(result["variants"]["colored"])
+    if shapes == "generated":
+        assert seen["masks"] is None and result["settings"]["mask_threshold"] is None
+        return
+    assert result["settings"]["mask_threshold"] == seen["mask_threshold"] == 0.5
+    # the masks of the very training images, from their labels
+    biased, _ = bench.benchmark_splits("colored", bench.SCALES["smoke"], 0, bench.load_item_source("digits"))
+    real = CgnCollator(32)(list(biased["train"]))["pixel_values"]
+    expect = color_item_masks(real, torch.tensor(biased["train"]["label"]), 10)
+    assert seen["masks"].shape == (64, 1, 32, 32)
+    torch.testing.assert_close(seen["masks"], expect)
+
+
+def test_bench_cgn_shapes_encoder_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(tmp_path, monkeypatch):
+    import hf_counterfactual.bench.cgn as bench
+
+    seen = spy_on_generation(monkeypatch)
+    monkeypatch.setitem(bench.SCALES, "quick", bench.SCALES["smoke"])
+    out = tmp_path / "cgn.json"
+    cli = [
+        "bench",
+        "cgn",
+        "--quick",
+        "--shapes",
+        "encoder",
+        "--variants",
+        "colored",
+        "--item-source",
+        "digits",
+    ]
+    main([*cli, "--output-dir", str(tmp_path), "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["settings"]["shapes"] == "encoder" and result["settings"]["mask_encoder_steps"] == 2
     assert result["settings"]["mask_threshold"] == seen["mask_threshold"] == 0.5
     assert (tmp_path / "colored" / "cgn" / "mask_encoder" / "model.safetensors").is_file()
     # the counterfactuals are of the real training images, through the fitted encoder
     assert seen["pixel_values"].shape == (64, 3, 32, 32) and len(seen["mask_encoders"]) == 1
     assert seen["pixel_values"].min() >= -1 and seen["pixel_values"].max() <= 1
+    assert seen["masks"] is None
     assert FIGURES <= set(result["variants"]["colored"])
 
     def fail(*args, **kw):
@@ -249,7 +297,9 @@ def test_bench_cgn_real_shapes_fits_a_mask_encoder_per_cgn_and_resume_keeps_it(t
     (tmp_path / "colored" / "results.json").unlink()
     monkeypatch.setattr(bench, "fit_mask_encoder", fail)
     kwargs = dict(item_source="digits", output_dir=str(tmp_path), variants=("colored",), show_progress=False)
-    run_cgn_benchmark("quick", real_shapes=True, resume=True, **kwargs)
-    # the paper's counterfactuals are another run's figures: not passed off as these
-    with pytest.raises(ValueError, match="'real_shapes': True.*, not .*'real_shapes': False"):
+    run_cgn_benchmark("quick", shapes="encoder", resume=True, **kwargs)
+    # counterfactuals with other masks, or the paper's, are another run's figures: not passed off as these
+    with pytest.raises(ValueError, match="'shapes': 'encoder'.*, not .*'shapes': 'color'"):
         run_cgn_benchmark("quick", resume=True, **kwargs)
+    with pytest.raises(ValueError, match="shapes must be one of generated, encoder, color, got 'real'"):
+        run_cgn_benchmark("quick", shapes="real", **kwargs)

@@ -1,5 +1,6 @@
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .color_masks import color_item_masks
 from .configuration_cgn import CGNConfig
 from .configuration_invariant_ensemble import InvariantEnsembleConfig
 from .counterfactuals import (
@@ -52,6 +53,7 @@ __all__ = [
     "InvariantEnsembleOutput",
     "batch_seed",
     "class_names",
+    "color_item_masks",
     "generate_counterfactual_dataset",
     "gram_matrix",
     "lsgan_discriminator_loss",

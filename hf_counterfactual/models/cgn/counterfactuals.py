@@ -55,6 +55,7 @@ def generate_counterfactual_dataset(
     pixel_values: torch.Tensor | None = None,
     mask_encoders: CGNMaskEncoder | Sequence[CGNMaskEncoder] | None = None,
     mask_threshold: float | None = 0.5,
+    masks: torch.Tensor | None = None,
 ) -> datasets.Dataset:
     """`per_image` counterfactuals per real image: shape = its label y, texture and background drawn anew.
 
@@ -79,7 +80,9 @@ def generate_counterfactual_dataset(
     (None keeps it soft): where the encoder is unsure (a background stripe, a colour it has not seen) a soft mask
     copies the real image's class-tied pattern into every counterfactual of it, and a classifier learns that
     pattern instead of the shape (quick bench, seed 0, a 17 px encoder: cgn_vs_oracle 0.86 / 0.56 / 0.63 soft,
-    0.91 / 0.84 / 0.72 cut).
+    0.91 / 0.84 / 0.72 cut). `masks` ((N, 1, H, W) in [0, 1], one per image behind `labels`, e.g. from
+    [`color_item_masks`]) gives the real images' masks directly, in place of `pixel_values` and the encoders,
+    and is cut at `mask_threshold` the same way.
     """
     models = [model] if isinstance(model, CounterfactualGenerativeNetwork) else list(model)
     if not models:
@@ -113,13 +116,26 @@ def generate_counterfactual_dataset(
 
     if (pixel_values is None) != (mask_encoders is None):
         raise ValueError("pixel_values and mask_encoders go together: the encoders find the images' masks.")
+    if masks is not None and mask_encoders is not None:
+        raise ValueError("give masks or mask_encoders, not both: either gives the real images' masks.")
+    if (masks is not None or mask_encoders is not None) and not (
+        mask_threshold is None or 0.0 < mask_threshold < 1.0
+    ):
+        raise ValueError(f"mask_threshold must be in (0, 1) or None (soft masks), got {mask_threshold}.")
+    if masks is not None:
+        size = model.config.image_size
+        if masks.shape != (labels.size, 1, size, size):
+            raise ValueError(
+                f"masks must be (N, 1, {size}, {size}) for {labels.size} labels and this CGN's image size, "
+                f"got shape {tuple(masks.shape)}."
+            )
+        if mask_threshold is not None:
+            masks = (masks > mask_threshold).to(masks.dtype)
     encoders = None
     if mask_encoders is not None:
         encoders = [mask_encoders] if isinstance(mask_encoders, CGNMaskEncoder) else list(mask_encoders)
         if len(encoders) != len(models):
             raise ValueError(f"need one mask encoder per CGN: got {len(encoders)} for {len(models)} CGNs.")
-        if mask_threshold is not None and not 0.0 < mask_threshold < 1.0:
-            raise ValueError(f"mask_threshold must be in (0, 1) or None (soft masks), got {mask_threshold}.")
         if len(pixel_values) != labels.size:
             raise ValueError(
                 f"got {len(pixel_values)} images for {labels.size} labels; give one label per image."
@@ -141,15 +157,15 @@ def generate_counterfactual_dataset(
         rows = np.flatnonzero(generator == g)
         for b, start in enumerate(range(0, rows.size, batch_size)):
             part = rows[start : start + batch_size]
-            masks = None
-            if encoders is not None:  # the real images' masks (row r is of image r // per_image)
-                pixels = pixel_values[torch.from_numpy(part // per_image)].to(encoders[g].device)
+            images = torch.from_numpy(part // per_image)  # the real images of these rows
+            batch_masks = None if masks is None else masks[images].to(cgn.device)
+            if encoders is not None:
                 with torch.no_grad():
-                    masks = encoders[g].eval()(pixels).mask
+                    batch_masks = encoders[g].eval()(pixel_values[images].to(encoders[g].device)).mask
                 if mask_threshold is not None:
-                    masks = (masks > mask_threshold).to(masks.dtype)
+                    batch_masks = (batch_masks > mask_threshold).to(batch_masks.dtype)
             seed_b = batch_seed(seed, b, g)
-            out = cgn.generate(shape[part], texture[part], background[part], seed=seed_b, masks=masks)
+            out = cgn.generate(shape[part], texture[part], background[part], seed=seed_b, masks=batch_masks)
             for r, a in zip(part, to_uint8(out.images), strict=True):
                 drawn[r] = Image.fromarray(a)
     features = {

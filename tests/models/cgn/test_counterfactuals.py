@@ -1,6 +1,6 @@
 """CGN counterfactual data (arXiv 2101.06046, sec. 3.3): per-image counterfactuals keep the shape class and
 draw texture and background classes anew; determinism, save / load, errors, the class and mechanism grids;
-counterfactuals of real images through a mask encoder (not in the paper)."""
+counterfactuals of real images through a mask encoder or given masks (not in the paper)."""
 
 import datasets
 import numpy as np
@@ -243,3 +243,36 @@ def test_real_image_errors(model):
         generate_counterfactual_dataset(
             model, LABELS, pixel_values=torch.zeros(5, 3, 9, 8), mask_encoders=encoder
         )
+
+
+def test_given_masks_replace_the_shape_mechanism_and_are_cut_like_the_encoders():
+    model = tiny_cgn()
+    torch.manual_seed(2)
+    masks = torch.rand(len(LABELS), 1, 8, 8)
+    data = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=5, batch_size=4, masks=masks)
+    rows = data.select(range(4, 8))  # batch 1: counterfactuals of real images 2, 2, 3, 3
+    cut = (masks[[2, 2, 3, 3]] > 0.5).float()
+    out = model.generate(rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1), masks=cut)
+    got = np.stack([np.asarray(image) for image in rows["image"]])
+    np.testing.assert_array_equal(got, to_uint8(out.images))
+    soft = generate_counterfactual_dataset(model, LABELS, per_image=2, seed=5, batch_size=4, masks=masks,
+                                           mask_threshold=None)  # fmt: skip
+    out = model.generate(rows["shape"], rows["texture"], rows["background"], seed=batch_seed(5, 1),
+                         masks=masks[[2, 2, 3, 3]])  # fmt: skip
+    got = np.stack([np.asarray(image) for image in soft.select(range(4, 8))["image"]])
+    np.testing.assert_array_equal(got, to_uint8(out.images))
+
+
+def test_given_mask_errors(model):
+    masks = torch.zeros(len(LABELS), 1, 8, 8)
+    encoder = CGNMaskEncoder(model.config)
+    with pytest.raises(ValueError, match="masks or mask_encoders, not both"):
+        generate_counterfactual_dataset(
+            model, LABELS, masks=masks, pixel_values=torch.zeros(5, 3, 8, 8), mask_encoders=encoder
+        )
+    with pytest.raises(
+        ValueError, match=r"masks must be \(N, 1, 8, 8\) for 5 labels .* got shape \(4, 1, 8, 8\)"
+    ):
+        generate_counterfactual_dataset(model, LABELS, masks=masks[:4])
+    with pytest.raises(ValueError, match=r"mask_threshold must be in \(0, 1\) or None"):
+        generate_counterfactual_dataset(model, LABELS, masks=masks, mask_threshold=0.0)
