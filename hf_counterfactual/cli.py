@@ -135,6 +135,7 @@ def _mask_encoder_of(cgn_folder: str):
 def cmd_generate(args: argparse.Namespace) -> None:
     from .models.cgn import (
         CounterfactualGenerativeNetwork,
+        color_item_masks,
         generate_counterfactual_dataset,
         save_counterfactual_grid,
         save_image_grid,
@@ -159,11 +160,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.images:  # counterfactuals of these images, keeping their shapes (read before anything is written)
         batch = CgnCollator(model.config.image_size)(list(_split_of(args.images, args.split)))
         labels = batch["labels"].tolist()
-        real = {
-            "pixel_values": batch["pixel_values"],
-            "mask_encoders": [_mask_encoder_of(d) for d in folders],
-            "mask_threshold": args.mask_threshold or None,
-        }
+        real = {"mask_threshold": args.mask_threshold or None}
+        if args.masks == "color":
+            real["masks"] = color_item_masks(batch["pixel_values"], batch["labels"], k)
+        else:
+            real["pixel_values"] = batch["pixel_values"]
+            real["mask_encoders"] = [_mask_encoder_of(d) for d in folders]
     if args.grid:
         save_counterfactual_grid(model, args.out, seed=args.seed)
     elif args.mechanisms:
@@ -362,14 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--images",
         metavar="DIR",
         help="A dataset (save_to_disk; `image` and `label` columns) whose images get counterfactuals that keep "
-        "their shapes, found by each CGN folder's mask_encoder/ (not in the paper).",
+        "their shapes (not in the paper), their masks as --masks says.",
+    )
+    p.add_argument(
+        "--masks",
+        choices=["color", "encoder"],
+        default="color",
+        help="--images: find the images' masks from per-class colour statistics of their centre against their "
+        "frame (color: for data whose colours are tied to the class, as the CGN's training data), or with each "
+        "CGN folder's mask_encoder/ (encoder).",
     )
     p.add_argument("--split", default="train", help="The split of --images, if it has several.")
     p.add_argument(
         "--mask-threshold",
         type=float,
         default=0.5,
-        help="--images: cut the encoder's masks at this value (0 keeps them soft; soft masks copy the images' "
+        help="--images: cut the masks at this value (0 keeps them soft; soft masks copy the images' "
         "own patterns into their counterfactuals).",
     )
     p.add_argument("--per-image", type=int, default=10, help="Counterfactuals per real image.")

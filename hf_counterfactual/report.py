@@ -127,15 +127,20 @@ def _cgn_section(result: dict, figure: str) -> str:
             f"{m['mask_mean']:.2f} | {m['images_per_second']:.0f} |"
         )
     s = result["settings"]
+    shapes = {
+        "generated": "a new shape of the image's class from the shape mechanism",
+        "color": "the image's own shape, its mask from per-class colour statistics",
+        "encoder": "the image's own shape, its mask from an encoder fitted to the CGN",
+    }[s["shapes"]]
     return "\n".join(
         [
             "## CGN: counterfactual generative networks (arXiv 2101.06046)",
             "",
             f"A CGN ({s['cgn_steps']} steps, batch {s['cgn_batch']}) learns shape, texture and background "
             f"mechanisms from {s['num_train']} class-tied training images; {s['per_image']} counterfactuals per "
-            "image (shape kept, texture and background drawn at random) train the same classifier that is "
-            "also trained on the originals, on both, and on unbiased oracle data. Test accuracy on images "
-            "with random colours / textures:",
+            f"image ({shapes}; texture and background of random classes from the CGN) train the same "
+            "classifier that is also trained on the originals, on both, and on unbiased oracle data. Test "
+            "accuracy on images with random colours / textures:",
             "",
             *rows,
             "",

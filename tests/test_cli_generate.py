@@ -113,7 +113,7 @@ def test_images_get_counterfactuals_that_keep_their_shapes(tmp_path):
     data_dir = tmp_path / "cf"
     args = ["--model", str(model_dir), "--out", str(tmp_path / "x.png"), "--dataset-out", str(data_dir)]
     args += ["--images", str(tmp_path / "images"), "--per-image", "2", "--seed", "3"]
-    main(["generate", *args, "--mask-threshold", str(threshold)])
+    main(["generate", *args, "--masks", "encoder", "--mask-threshold", str(threshold)])
     data = datasets.load_from_disk(str(data_dir))
     assert data["shape"] == [3, 3, 5, 5, 0, 0, 7, 7]  # the images' labels, per_image rows each
 
@@ -127,6 +127,31 @@ def test_images_get_counterfactuals_that_keep_their_shapes(tmp_path):
     assert data["texture"] == expected["texture"] and data["background"] == expected["background"]
     soft = generate_counterfactual_dataset(model, [3, 5, 0, 7], 2, mask_threshold=None, **kwargs)
     assert images_of(data) != images_of(soft)  # the cut took effect
+
+
+def test_images_get_the_colour_masks_of_their_class_by_default(tmp_path):
+    """Without a mask encoder in the CGN folder: --masks color reads the masks off the images themselves."""
+    from hf_counterfactual.models.cgn import color_item_masks
+
+    torch.manual_seed(0)
+    config = CGNConfig(num_classes=8, image_size=8, latent_dim=8, ngf=4)
+    model_dir = tmp_path / "cgn"
+    CounterfactualGenerativeNetwork(config).save_pretrained(model_dir)
+    images = _images(4)
+    images.save_to_disk(tmp_path / "images")
+    data_dir = tmp_path / "cf"
+    args = ["--model", str(model_dir), "--out", str(tmp_path / "x.png"), "--dataset-out", str(data_dir)]
+    main(["generate", *args, "--images", str(tmp_path / "images"), "--per-image", "2", "--seed", "3"])
+    data = datasets.load_from_disk(str(data_dir))
+
+    pixels = CgnCollator(8)(list(images["train"]))["pixel_values"]
+    masks = color_item_masks(pixels, torch.tensor([3, 5, 0, 7]), 8)
+    model = CounterfactualGenerativeNetwork.from_pretrained(model_dir)
+    expected = generate_counterfactual_dataset(model, [3, 5, 0, 7], 2, seed=3, masks=masks)
+    assert [np.asarray(i).tolist() for i in data["image"]] == [
+        np.asarray(i).tolist() for i in expected["image"]
+    ]
+    assert data["shape"] == [3, 3, 5, 5, 0, 0, 7, 7]
 
 
 def test_images_errors(model_dir, tmp_path):
@@ -145,7 +170,7 @@ def test_images_errors(model_dir, tmp_path):
     with pytest.raises(
         ValueError, match="mask encoder in .*mask_encoder: train the CGN with mask_encoder_steps"
     ):
-        main([*base, "--dataset-out", str(tmp_path / "cf")])
+        main([*base, "--dataset-out", str(tmp_path / "cf"), "--masks", "encoder"])
     with pytest.raises(ValueError, match="no split 'test'; it has train"):
         main([*base, "--dataset-out", str(tmp_path / "cf"), "--split", "test"])
     assert not (tmp_path / "cf").exists() and not (tmp_path / "x.png").exists()

@@ -32,6 +32,7 @@ def test_quickstart_writes_report_results_and_figures(tmp_path, monkeypatch, cap
     assert "faster per map than the paper's algorithm" in text and "![saliency maps](fido_maps.png)" in text
     assert results["fido"]["speedup_vs_reference"] > 0
     assert "## CGN" in text and "| colored |" in text and "![counterfactual grid](cgn_grid.png)" in text
+    assert "(the image's own shape, its mask from per-class colour statistics;" in text  # bench cgn's default
     assert 0 <= results["cgn"]["variants"]["colored"]["acc_cgn_test"] <= 1
     assert (
         "## Robust fine-tuning" in text

@@ -43,9 +43,9 @@ def color_item_masks(
         raise ValueError(f"labels must be class ids in [0, {num_classes}), got {labels.unique().tolist()}.")
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}.")
-    if not 0 < border_width < min(height, width) // 4:
+    if not 0 < border_width <= min(height, width) // 4:
         raise ValueError(
-            f"border_width must be in [1, {min(height, width) // 4}) for {height}x{width} images, "
+            f"border_width must be in [1, {min(height, width) // 4}] for {height}x{width} images, "
             f"so the frame stays outside the centre; got {border_width}."
         )
     levels = ((pixel_values.float() + 1) / 2 * bins).long().clamp(0, bins - 1)

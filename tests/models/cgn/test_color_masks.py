@@ -69,5 +69,5 @@ def test_color_item_masks_errors():
         color_item_masks(images, torch.tensor([0, 2, 0]), num_classes=2)
     with pytest.raises(ValueError, match="bins must be >= 2"):
         color_item_masks(images, torch.tensor([0, 1, 0]), num_classes=2, bins=1)
-    with pytest.raises(ValueError, match=r"border_width must be in \[1, 4\) for 16x16 images"):
-        color_item_masks(images, torch.tensor([0, 1, 0]), num_classes=2, border_width=4)
+    with pytest.raises(ValueError, match=r"border_width must be in \[1, 4\] for 16x16 images"):
+        color_item_masks(images, torch.tensor([0, 1, 0]), num_classes=2, border_width=5)
