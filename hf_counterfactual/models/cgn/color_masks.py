@@ -18,6 +18,8 @@ saliency model there).
 
 import torch
 
+from .losses import frame_and_centre
+
 
 def color_item_masks(
     pixel_values: torch.Tensor,
@@ -51,11 +53,7 @@ def color_item_masks(
     levels = ((pixel_values.float() + 1) / 2 * bins).long().clamp(0, bins - 1)
     weights = bins ** torch.arange(channels, device=levels.device)
     codes = (levels * weights[None, :, None, None]).sum(1)  # (N, H, W): one id per quantised colour
-    frame = torch.ones(height, width, dtype=torch.bool, device=codes.device)
-    frame[border_width:-border_width, border_width:-border_width] = False
-    q, r = height // 4, width // 4
-    centre = torch.zeros_like(frame)
-    centre[q : height - q, r : width - r] = True
+    frame, centre = frame_and_centre(height, width, border_width, codes.device)
 
     masks = torch.zeros(n, height, width, device=codes.device)
     for c in labels.unique().tolist():

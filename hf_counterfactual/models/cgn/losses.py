@@ -38,6 +38,19 @@ def mask_size_loss(mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> t
     return ((low - area).clamp(min=0) + (area - high).clamp(min=0)).mean()
 
 
+def frame_and_centre(
+    height: int, width: int, border_width: int = 2, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean (H, W) masks of the `border_width`-pixel frame and of the central half (rows and columns
+    [H // 4, H - H // 4)): where the centred-object prior expects background, and mostly item."""
+    frame = torch.ones(height, width, dtype=torch.bool, device=device)
+    frame[border_width:-border_width, border_width:-border_width] = False
+    q, r = height // 4, width // 4
+    centre = torch.zeros_like(frame)
+    centre[q : height - q, r : width - r] = True
+    return frame, centre
+
+
 def mask_border_loss(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
     """L_border: mean of m over the `width`-pixel frame of each (B, 1, H, W) mask (not in the paper).
 
@@ -47,8 +60,7 @@ def mask_border_loss(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
     """
     if width < 1 or 2 * width >= min(mask.shape[-2:]):
         raise ValueError(f"border width must be in [1, {min(mask.shape[-2:]) // 2}), got {width}.")
-    frame = torch.ones_like(mask[:1])
-    frame[..., width:-width, width:-width] = 0
+    frame, _ = frame_and_centre(*mask.shape[-2:], width, mask.device)
     return (mask * frame).sum(dim=(-2, -1)).mean() / frame.sum()
 
 

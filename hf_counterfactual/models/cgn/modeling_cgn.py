@@ -27,7 +27,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_cgn import CGNConfig
-from .losses import mask_border_loss
+from .losses import frame_and_centre, mask_border_loss
 
 MECHANISMS = ("shape", "foreground", "background")
 
@@ -291,11 +291,11 @@ class CounterfactualGenerativeNetwork(CGNPreTrainedModel):
             mask = self(labels, labels, labels, noise=noise.to(self.dtype), generator=generator).mask
         finally:
             self.train(was_training)
-        q = self.config.image_size // 4
+        _, centre = frame_and_centre(*mask.shape[-2:], border_width, mask.device)
         self.config.inverted_classes = []
         for c, class_masks in enumerate(mask.split(num_samples)):
             frame = mask_border_loss(class_masks, border_width)
-            if frame > 0.5 or frame > class_masks[..., q:-q, q:-q].mean():
+            if frame > 0.5 or frame > class_masks[..., centre].mean():
                 self.config.inverted_classes.append(c)
         return self.config.inverted_classes
 
