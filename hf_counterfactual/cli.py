@@ -67,7 +67,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from .bench.robust_ft import run_robust_ft_benchmark
 
         result = run_robust_ft_benchmark(
-            scale, seeds=args.seeds, output_dir=output_dir, item_source=args.item_source
+            scale,
+            seeds=args.seeds,
+            output_dir=output_dir,
+            item_source=args.item_source,
+            models=args.models,
+            resume=args.resume,
         )
     else:
         from .bench.cgn import run_cgn_benchmark
@@ -322,8 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="cgn: go on from an earlier run into --output-dir: keep its finished variants and CGNs, resume a "
-        "CGN cut off mid-training from its last checkpoint (saved at every evaluation).",
+        help="cgn, robust-ft: go on from an earlier run into --output-dir. cgn: keep its finished variants and "
+        "CGNs, resume a CGN cut off mid-training from its last checkpoint (saved at every evaluation). robust-ft: "
+        "keep its pre-trained CLIPs and finished models (their figures and step times as measured then).",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        help="robust-ft: run only these of the scale's models (zero_shot, linear_probe, vanilla_ft, ft_distill, "
+        "masked_cf_<strategy>_<refill>; WiSE-FT comes with vanilla_ft), e.g. to split the full scale over "
+        "processes into one --output-dir, then merge with --resume.",
     )
     p.add_argument(
         "--shapes",

@@ -10,12 +10,15 @@ and unseen backgrounds; `step_cost_vs_vanilla` is seconds per optimizer step ove
 Scales: `quick` (a tiny CLIP, bias 0.95, 4 epochs: minutes on a CPU), `tiny_full` (the same with 10 epochs,
 3 seeds, every strategy x refill), `medium` (a CLIP of 0.8 M vision parameters, bias 0.8, 20 fine-tuning
 epochs, w = 2, object / single: about an hour per seed on one CPU core) and `full` (`medium` with every
-strategy x refill: a GPU job).
+strategy x refill: a GPU job). A run can go on from an earlier one into the same output dir (`resume`), and
+run some of a scale's models only (`models`): the full scale's models split over processes or device calls.
 """
 
+import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,12 +83,66 @@ def _scores(metrics: dict, key: str) -> dict:
     return {"id_acc": metrics[key]["id_accuracy"], "ood_acc": metrics[key]["ood_accuracy"]}
 
 
+def scale_models(scale: str) -> list[str]:
+    """The models a scale trains and scores, in the order it runs them (WiSE-FT comes with vanilla_ft)."""
+    names = ["zero_shot", "linear_probe", "vanilla_ft", "ft_distill"]
+    return names + [f"masked_cf_{s}_{r}" for s, r in SCALES[scale]["masking"]]
+
+
+def seed_settings(scale: str, seed: int, item_source: str) -> dict:
+    """What a seed's models are measured with: the scale's settings but its seeds and its list of masking
+    combinations, so that `medium` and `full` share their models (as JSON stores it)."""
+    sc = {k: v for k, v in SCALES[scale].items() if k not in ("seeds", "masking")}
+    return json.loads(json.dumps({"seed": seed, "items": item_source, **sc}))
+
+
+def _check_resumable(out: str, settings: dict, resume: bool) -> None:
+    """Record `settings` in `out/bench_run.json`; with `resume`, first refuse a folder measured with others."""
+    record = Path(out, "bench_run.json")
+    if resume and record.is_file():
+        earlier = json.loads(record.read_text())
+        if earlier != settings:
+            raise ValueError(f"{out} was measured with {earlier}, not {settings}: use another output_dir.")
+    elif resume and Path(out, "clip_pretrain", "metrics.json").is_file():
+        raise ValueError(
+            f"{out} has no bench_run.json to tell what it was measured with: use another output_dir."
+        )
+    os.makedirs(out, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=1))
+
+
+def _finished(folder: str, resume: bool) -> dict | None:
+    """The metrics.json an earlier run left in `folder` (written last, after the model), if resuming."""
+    path = Path(folder, "metrics.json")
+    if resume and path.is_file():
+        logger.info("robust FT bench: %s was finished by an earlier run", folder)
+        return json.loads(path.read_text())
+    return None
+
+
 def run_robust_ft_seed(
-    seed: int, scale: str, output_dir: str, show_progress: bool = True, item_source: str = "auto"
+    seed: int,
+    scale: str,
+    output_dir: str,
+    show_progress: bool = True,
+    item_source: str = "auto",
+    models: list[str] | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Every model of one seed: id_acc, ood_acc (and step_seconds for trained ones)."""
+    """`models` (default: all of the scale's) of one seed: id_acc, ood_acc (and step_seconds for trained ones).
+
+    With `resume` the pre-trained CLIP and every model an earlier run into `output_dir` finished (same settings)
+    are loaded, not trained; their step_seconds are those measured then.
+    """
     sc = SCALES[scale]
+    models = models or scale_models(scale)
+    unknown = set(models) - set(scale_models(scale))
+    if unknown:
+        raise ValueError(
+            f"scale {scale!r} has no model {sorted(unknown)}; it has {', '.join(scale_models(scale))}."
+        )
     out = os.path.join(output_dir, f"seed{seed}")
+    _check_resumable(out, seed_settings(scale, seed, item_source), resume)
     pretrain_cfg = ClipPretrainConfig(**sc.get("clip", {}))
     data = build_background_shift(
         BackgroundShiftConfig(
@@ -93,7 +150,7 @@ def run_robust_ft_seed(
         )
     )
     base = os.path.join(out, "clip_pretrain")
-    pretrain = run_clip_pretrain(
+    pretrain = _finished(base, resume) or run_clip_pretrain(
         _train_config(
             base,
             seed,
@@ -108,32 +165,30 @@ def run_robust_ft_seed(
         data,
     )
     runs = {}
-    variants = [("zero_shot", {}), ("linear_probe", {}), ("vanilla_ft", {}), ("ft_distill", {})]
-    variants += [
-        (f"masked_cf_{s}_{r}", {"masking_strategy": s, "masking_refill": r}) for s, r in sc["masking"]
-    ]
+    masking = {f"masked_cf_{s}_{r}": {"masking_strategy": s, "masking_refill": r} for s, r in sc["masking"]}
     weight = {"distill_weight": sc["distill_weight"]} if "distill_weight" in sc else {}
-    for name, masking in variants:
+    for name in [m for m in scale_models(scale) if m in models]:
         variant = "masked_cf" if name.startswith("masked_cf") else name
         cfg = RobustFtConfig(
             base_model=base,
             variant=variant,
             eval_splits=EVAL_SPLITS,
             wise_alphas=[WISE_ALPHA],
-            **masking,
+            **masking.get(name, {}),
             **weight,
         )
+        folder = os.path.join(out, name)
         ft_cfg = _train_config(
-            os.path.join(out, name), seed, sc["ft_epochs"], show_progress, batch_size=sc.get("batch_size", 64)
+            folder, seed, sc["ft_epochs"], show_progress, batch_size=sc.get("batch_size", 64)
         )
-        metrics = run_robust_ft(ft_cfg, cfg, data)
+        metrics = _finished(folder, resume) or run_robust_ft(ft_cfg, cfg, data)
         runs[name] = {**_scores(metrics, variant), "step_seconds": metrics.get("step_seconds")}
         if variant == "vanilla_ft":
             runs["wise_ft"] = _scores(metrics["wise_ft"], str(WISE_ALPHA))
         logger.info("robust FT seed %d, %s: %s", seed, name, runs[name])
-    vanilla = runs["vanilla_ft"]["step_seconds"]
+    vanilla = runs.get("vanilla_ft", {}).get("step_seconds")
     for run in runs.values():
-        if run.get("step_seconds") is not None:
+        if run.get("step_seconds") is not None and vanilla:
             run["step_cost_vs_vanilla"] = run["step_seconds"] / vanilla
     return {"seed": seed, "pretrain_zero_shot": pretrain["zero_shot_accuracy"], "models": runs}
 
@@ -144,13 +199,16 @@ def run_robust_ft_benchmark(
     output_dir: str = "outputs/bench/robust_ft",
     show_progress: bool = True,
     item_source: str = "auto",
+    models: list[str] | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Mean over seeds of every model's figures, the per-seed figures, and whether the targets are met."""
+    """Mean over seeds of every model's figures, the per-seed figures, and whether the targets are met (these
+    two with vanilla_ft among the models). `models` and `resume`: see `run_robust_ft_seed`."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}.")
     start = time.perf_counter()
     per_seed = [
-        run_robust_ft_seed(s, scale, output_dir, show_progress, item_source)
+        run_robust_ft_seed(s, scale, output_dir, show_progress, item_source, models, resume)
         for s in seeds or SCALES[scale]["seeds"]
     ]
     return summarize_robust_ft(per_seed, scale, time.perf_counter() - start)
@@ -167,14 +225,14 @@ def summarize_robust_ft(per_seed: list[dict], scale: str, seconds: float) -> dic
         }
         for name in names
     }
-    vanilla = models["vanilla_ft"]
+    vanilla = models.get("vanilla_ft")
     gains = {
         name: {
             "ood_gain_points": 100 * (m["ood_acc"] - vanilla["ood_acc"]),
             "id_delta_points": 100 * (m["id_acc"] - vanilla["id_acc"]),
         }
         for name, m in models.items()
-        if name.startswith("masked_cf")
+        if name.startswith("masked_cf") and vanilla is not None
     }
     targets_met = {
         name: g["ood_gain_points"] >= TARGETS["ood_gain_points"]
@@ -197,4 +255,11 @@ def summarize_robust_ft(per_seed: list[dict], scale: str, seconds: float) -> dic
     }
 
 
-__all__ = ["SCALES", "run_robust_ft_benchmark", "run_robust_ft_seed", "summarize_robust_ft"]
+__all__ = [
+    "SCALES",
+    "run_robust_ft_benchmark",
+    "run_robust_ft_seed",
+    "scale_models",
+    "seed_settings",
+    "summarize_robust_ft",
+]

@@ -1,6 +1,8 @@
 """The robust fine-tuning benchmark at its smoke scale: every model and figure the issue asks for."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,104 @@ def test_bench_robust_ft_medium_scale_reaches_every_run(monkeypatch, tmp_path):
         )
     masked = seen["ft"][-1][1]
     assert (masked.masking_strategy, masked.masking_refill) == ("object", "single")
+
+
+def _fake_runs(monkeypatch, calls: list) -> None:
+    """Pre-training and fine-tuning replaced by fakes that write metrics.json as the real ones do, last."""
+    import hf_counterfactual.bench.robust_ft as bench
+
+    def fake_pretrain(train_cfg, clip_cfg, data):
+        calls.append("clip_pretrain")
+        metrics = {"zero_shot_accuracy": {"test_id": 0.5}}
+        os.makedirs(train_cfg.output_dir, exist_ok=True)
+        (Path(train_cfg.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    def fake_ft(train_cfg, cfg, data):
+        name = Path(train_cfg.output_dir).name
+        calls.append(name)
+        scores = {"id_accuracy": 0.9 - 0.01 * len(calls), "ood_accuracy": 0.7 + 0.01 * len(calls)}
+        metrics = {cfg.variant: scores, "wise_ft": {"0.5": scores}, "step_seconds": float(len(name))}
+        if cfg.variant == "zero_shot":
+            metrics["step_seconds"] = None
+        os.makedirs(train_cfg.output_dir, exist_ok=True)
+        (Path(train_cfg.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr(bench, "build_background_shift", lambda cfg: "data")
+    monkeypatch.setattr(bench, "run_clip_pretrain", fake_pretrain)
+    monkeypatch.setattr(bench, "run_robust_ft", fake_ft)
+
+
+def test_bench_robust_ft_split_over_runs_then_merged_with_resume(monkeypatch, tmp_path):
+    """The full scale split over two runs into one output dir (`--models`), merged by a third with `--resume`
+    that trains nothing and reports every model, the step costs against the first run's vanilla FT."""
+    from hf_counterfactual.bench.robust_ft import scale_models
+
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    everything = scale_models("full")
+    first, second = everything[:6], everything[6:]
+    args = ["bench", "robust-ft", "--scale", "full", "--seeds", "0", "--output-dir", str(tmp_path)]
+    main([*args, "--models", *reversed(first), "--json", str(tmp_path / "a.json")])
+    assert calls == ["clip_pretrain", *first]  # the scale's order, whatever the order asked
+    part = json.loads((tmp_path / "a.json").read_text())
+    assert set(part["models"]) == {*first, "wise_ft"} and set(part["targets_met"]) == set(first[4:])
+
+    calls.clear()
+    main([*args, "--resume", "--models", *second, "--json", str(tmp_path / "b.json")])
+    assert calls == second  # the pre-trained CLIP of the first run
+    part = json.loads((tmp_path / "b.json").read_text())
+    assert set(part["models"]) == set(second)
+    assert part["masked_cf_vs_vanilla"] == {} and part["targets_met"] == {}  # no vanilla FT in this run
+    assert "step_cost_vs_vanilla" not in part["models"][second[0]]
+
+    calls.clear()
+    main([*args, "--resume", "--json", str(tmp_path / "all.json")])
+    assert calls == []
+    result = json.loads((tmp_path / "all.json").read_text())
+    assert set(result["models"]) == {*everything, "wise_ft"}
+    vanilla = result["models"]["vanilla_ft"]
+    masked = result["models"]["masked_cf_random_multi"]
+    assert masked["step_cost_vs_vanilla"] == pytest.approx(len("masked_cf_random_multi") / len("vanilla_ft"))
+    assert result["masked_cf_vs_vanilla"]["masked_cf_random_multi"]["ood_gain_points"] == pytest.approx(
+        100 * (masked["ood_acc"] - vanilla["ood_acc"])
+    )
+    assert set(result["targets_met"]) == set(everything[4:])
+    assert result["per_seed"][0]["pretrain_zero_shot"] == {"test_id": 0.5}
+
+    calls.clear()
+    main([*args, "--json", str(tmp_path / "again.json")])  # without --resume everything is trained anew
+    assert calls == ["clip_pretrain", *everything]
+
+
+def test_bench_robust_ft_medium_models_resume_into_the_full_scale(monkeypatch, tmp_path):
+    """`medium` and `full` share their settings, so a full run goes on from a medium run's models."""
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    args = ["--seeds", "0", "--output-dir", str(tmp_path)]
+    run_robust_ft_benchmark("medium", seeds=[0], output_dir=str(tmp_path), show_progress=False)
+    calls.clear()
+    main(["bench", "robust-ft", "--scale", "full", *args, "--resume", "--models", "masked_cf_object_single",
+          "masked_cf_random_none", "--json", str(tmp_path / "full.json")])  # fmt: skip
+    assert calls == ["masked_cf_random_none"]
+
+
+def test_bench_robust_ft_resume_refuses_other_settings(monkeypatch, tmp_path):
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    run_robust_ft_benchmark("smoke", output_dir=str(tmp_path), show_progress=False)
+    with pytest.raises(ValueError, match=r"seed0 was measured with \{.*'bias': 0.8.*use another output_dir"):
+        run_robust_ft_benchmark("medium", seeds=[0], output_dir=str(tmp_path), resume=True)
+    (tmp_path / "seed0" / "bench_run.json").unlink()
+    with pytest.raises(ValueError, match="has no bench_run.json to tell what it was measured with"):
+        run_robust_ft_benchmark("smoke", output_dir=str(tmp_path), resume=True)
+
+
+def test_bench_robust_ft_rejects_unknown_models(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"scale 'quick' has no model \['masked_cf_random_none'\]; it has zero_shot,"
+    ):
+        run_robust_ft_benchmark(
+            "quick", output_dir=str(tmp_path), models=["vanilla_ft", "masked_cf_random_none"]
+        )
