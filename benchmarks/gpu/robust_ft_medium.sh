@@ -1,11 +1,13 @@
 # One device call: `bench robust-ft --scale medium` on the GPU, its seeds as processes side by side, merged into one
-# JSON the way the CPU runs were (`summarize_robust_ft`). Carry .whl and .gpu_data (see setup.sh).
+# JSON the way the CPU runs were (`summarize_robust_ft`). Carry .whl and .gpu_data (see setup.sh). With --resume a
+# seed cut off by WORKER_TIMEOUT keeps its pre-trained CLIP and finished models, so calling this again while the
+# machine is warm goes on (SCALE=full: nine masked models per seed, more than one call).
 # Usage: [SCALE=medium SEEDS="0 1 2" WORKER_TIMEOUT=560] bash benchmarks/gpu/robust_ft_medium.sh
 source benchmarks/gpu/setup.sh || exit 1
 mkdir -p $OUT/logs
 start=$(date +%s)
 for seed in ${SEEDS:-0 1 2}; do
-  timeout ${WORKER_TIMEOUT:-560} python3 -m hf_counterfactual.cli bench robust-ft --scale ${SCALE:-medium} --seeds $seed \
+  timeout ${WORKER_TIMEOUT:-560} python3 -m hf_counterfactual.cli bench robust-ft --scale ${SCALE:-medium} --seeds $seed --resume \
     --output-dir outputs/gpu/robust_ft_${SCALE:-medium} --json $OUT/logs/robust_ft_${SCALE:-medium}_s$seed.json \
     > $OUT/logs/robust_ft_${SCALE:-medium}_s$seed.log 2>&1 &
 done

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data.background_shift import BackgroundShiftConfig, build_background_shift
+from ..data.sources import FASHION_MNIST_LABELS
 from ..training import TrainingConfig
 from ..training.clip_pretrain_config import ClipPretrainConfig
 from ..training.clip_pretrain_trainer import run_clip_pretrain
@@ -190,7 +191,14 @@ def run_robust_ft_seed(
     for run in runs.values():
         if run.get("step_seconds") is not None and vanilla:
             run["step_cost_vs_vanilla"] = run["step_seconds"] / vanilla
-    return {"seed": seed, "pretrain_zero_shot": pretrain["zero_shot_accuracy"], "models": runs}
+    names = tuple(data["train"].features["label"].names)
+    items = "fashion_mnist" if names == FASHION_MNIST_LABELS else "digits"  # what "auto" found
+    return {
+        "seed": seed,
+        "items": items,
+        "pretrain_zero_shot": pretrain["zero_shot_accuracy"],
+        "models": runs,
+    }
 
 
 def run_robust_ft_benchmark(
@@ -244,6 +252,7 @@ def summarize_robust_ft(per_seed: list[dict], scale: str, seconds: float) -> dic
         "benchmark": "robust_ft",
         "scale": scale,
         "seeds": [r["seed"] for r in per_seed],
+        "items": sorted({r["items"] for r in per_seed}),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(),
         "models": models,

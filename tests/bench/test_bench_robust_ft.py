@@ -4,10 +4,19 @@ import json
 import os
 from pathlib import Path
 
+import datasets
 import pytest
 
 from hf_counterfactual.bench.robust_ft import run_robust_ft_benchmark
 from hf_counterfactual.cli import main
+from hf_counterfactual.data import FASHION_MNIST_LABELS
+
+
+def _labels_only(names) -> datasets.DatasetDict:
+    """What the fakes' benchmark data needs: a train split with the item source's class names."""
+    features = datasets.Features({"label": datasets.ClassLabel(names=list(names))})
+    return datasets.DatasetDict(train=datasets.Dataset.from_dict({"label": [0]}, features=features))
+
 
 MODELS = {"zero_shot", "linear_probe", "vanilla_ft", "wise_ft", "ft_distill", "masked_cf_object_single"}
 
@@ -44,7 +53,7 @@ def test_bench_robust_ft_medium_scale_reaches_every_run(monkeypatch, tmp_path):
 
     def fake_shift(cfg):
         seen["shift"] = cfg
-        return "data"
+        return _labels_only(FASHION_MNIST_LABELS)
 
     def fake_pretrain(train_cfg, clip_cfg, data):
         seen["pretrain"], seen["clip"] = train_cfg, clip_cfg
@@ -73,7 +82,8 @@ def test_bench_robust_ft_medium_scale_reaches_every_run(monkeypatch, tmp_path):
             str(out),
         ]
     )
-    assert json.loads(out.read_text())["scale"] == "medium"
+    result = json.loads(out.read_text())
+    assert result["scale"] == "medium" and result["items"] == ["fashion_mnist"]
     shift = seen["shift"]
     assert (shift.bias, shift.num_pretrain, shift.num_train, shift.seed) == (0.8, 20_000, 8000, 1)
     assert (seen["clip"].vision_hidden_size, seen["clip"].vision_layers) == (128, 4)
@@ -112,7 +122,7 @@ def _fake_runs(monkeypatch, calls: list) -> None:
         (Path(train_cfg.output_dir) / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
-    monkeypatch.setattr(bench, "build_background_shift", lambda cfg: "data")
+    monkeypatch.setattr(bench, "build_background_shift", lambda cfg: _labels_only(FASHION_MNIST_LABELS))
     monkeypatch.setattr(bench, "run_clip_pretrain", fake_pretrain)
     monkeypatch.setattr(bench, "run_robust_ft", fake_ft)
 
@@ -169,6 +179,18 @@ def test_bench_robust_ft_medium_models_resume_into_the_full_scale(monkeypatch, t
     main(["bench", "robust-ft", "--scale", "full", *args, "--resume", "--models", "masked_cf_object_single",
           "masked_cf_random_none", "--json", str(tmp_path / "full.json")])  # fmt: skip
     assert calls == ["masked_cf_random_none"]
+    assert json.loads((tmp_path / "full.json").read_text())["items"] == ["fashion_mnist"]
+
+
+def test_bench_robust_ft_records_the_digits_auto_fell_back_to(monkeypatch, tmp_path):
+    import hf_counterfactual.bench.robust_ft as bench
+
+    _fake_runs(monkeypatch, [])
+    monkeypatch.setattr(
+        bench, "build_background_shift", lambda cfg: _labels_only([str(d) for d in range(10)])
+    )
+    result = run_robust_ft_benchmark("smoke", output_dir=str(tmp_path), show_progress=False)
+    assert result["items"] == ["digits"] and result["per_seed"][0]["items"] == "digits"
 
 
 def test_bench_robust_ft_resume_refuses_other_settings(monkeypatch, tmp_path):
