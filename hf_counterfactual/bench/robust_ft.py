@@ -9,9 +9,10 @@ and unseen backgrounds; `step_cost_vs_vanilla` is seconds per optimizer step ove
 
 Scales: `quick` (a tiny CLIP, bias 0.95, 4 epochs: minutes on a CPU), `tiny_full` (the same with 10 epochs,
 3 seeds, every strategy x refill), `medium` (a CLIP of 0.8 M vision parameters, bias 0.8, 20 fine-tuning
-epochs, w = 2, object / single: about an hour per seed on one CPU core) and `full` (`medium` with every
-strategy x refill: a GPU job). A run can go on from an earlier one into the same output dir (`resume`), and
-run some of a scale's models only (`models`): the full scale's models split over processes or device calls.
+epochs, w = 2, object / single: about half an hour per seed on one CPU core) and `full` (`medium` with every
+strategy x refill: about an hour per seed on 2 CPU cores). A run can go on from an earlier one into the same
+output dir (`resume`) and run some of a scale's models only (`models`), so the full scale's models split over
+processes or device calls.
 """
 
 import json
