@@ -220,7 +220,8 @@ def run_robust_ft_benchmark(
         run_robust_ft_seed(s, scale, output_dir, show_progress, item_source, models, resume)
         for s in seeds or SCALES[scale]["seeds"]
     ]
-    return summarize_robust_ft(per_seed, scale, time.perf_counter() - start)
+    seconds = time.perf_counter() - start  # this call's: models an earlier run finished are not counted
+    return summarize_robust_ft(per_seed, scale, seconds)
 
 
 def summarize_robust_ft(per_seed: list[dict], scale: str, seconds: float) -> dict:
