@@ -315,6 +315,13 @@ def save_metrics_and_card(
     write_model_card(output_dir, method, metrics, dataset=dataset, training_config=training_config)
 
 
+def finished_metrics(output_dir: str | Path) -> dict | None:
+    """The metrics.json a training run left in `output_dir`, or None. `save_metrics_and_card` writes it last,
+    after the model, so its presence means the run finished (what a resumed benchmark keeps)."""
+    path = Path(output_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def push_to_hub(
     model_dir: str | Path,
     repo_id: str,
@@ -349,6 +356,7 @@ __all__ = [
     "CARDS",
     "add_remote_code",
     "card_metrics",
+    "finished_metrics",
     "infer_method",
     "push_to_hub",
     "save_metrics_and_card",

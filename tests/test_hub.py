@@ -19,7 +19,15 @@ from hf_counterfactual import (
     PatForMultiLabelClassification,
 )
 from hf_counterfactual.cli import main
-from hf_counterfactual.hub import _code_files, card_metrics, infer_method, push_to_hub, write_model_card
+from hf_counterfactual.hub import (
+    _code_files,
+    card_metrics,
+    finished_metrics,
+    infer_method,
+    push_to_hub,
+    save_metrics_and_card,
+    write_model_card,
+)
 from hf_counterfactual.models.inpainter import InpainterUNet, InpaintingPipeline
 from hf_counterfactual.models.pat import patching_inference
 from tests.hub_server import LocalHub
@@ -154,6 +162,14 @@ def test_card_without_metrics_shows_no_numbers(tmp_path):
     assert "No measurements were recorded" in card.text
     assert "| metric |" not in card.text
     assert "## Training configuration" not in card.text
+
+
+def test_finished_metrics_reads_what_save_metrics_and_card_wrote(tmp_path):
+    save_tiny_pat(tmp_path / "pat")
+    assert finished_metrics(tmp_path / "pat") is None  # saved, but the run never wrote its metrics
+    save_metrics_and_card(tmp_path / "pat", "pat", PAT_METRICS)
+    assert finished_metrics(tmp_path / "pat") == json.loads(json.dumps(PAT_METRICS))
+    assert finished_metrics(tmp_path / "missing") is None
 
 
 def test_inpainter_card_is_a_diffusers_card(tmp_path):

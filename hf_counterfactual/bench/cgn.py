@@ -21,6 +21,7 @@ from datasets import DatasetDict
 
 from ..data import load_item_source
 from ..data.cgn_variants import CGN_VARIANTS, CgnVariantConfig, build_cgn_variant
+from ..hub import finished_metrics
 from ..models.cgn import (
     CGNMaskEncoder,
     CounterfactualGenerativeNetwork,
@@ -314,10 +315,10 @@ def run_cgn_variant(
     for j in range(generators):
         folder = os.path.join(out, "cgn" if j == 0 else f"cgn_{j}")
         cgn_cfg, cgn_train_cfg = cgn_configs(variant, sc, seed + j, folder, show_progress, torch_compile)
-        trained = Path(folder, "metrics.json")  # run_cgn writes it last, after saving the generator
-        if resume and trained.is_file():
+        trained = finished_metrics(folder) if resume else None
+        if trained is not None:
             logger.info("CGN bench, %s: the CGN in %s was trained by an earlier run", variant, folder)
-            runs.append(json.loads(trained.read_text()))
+            runs.append(trained)
         else:
             cgn_train_cfg.resume_from_checkpoint = "latest" if resume else None
             runs.append(run_cgn(cgn_train_cfg, cgn_cfg, biased))

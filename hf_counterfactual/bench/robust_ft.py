@@ -26,6 +26,7 @@ import torch
 
 from ..data.background_shift import BackgroundShiftConfig, build_background_shift
 from ..data.sources import FASHION_MNIST_LABELS
+from ..hub import finished_metrics
 from ..training import TrainingConfig
 from ..training.clip_pretrain_config import ClipPretrainConfig
 from ..training.clip_pretrain_trainer import run_clip_pretrain
@@ -105,7 +106,7 @@ def _check_resumable(out: str, settings: dict, resume: bool) -> None:
         earlier = json.loads(record.read_text())
         if earlier != settings:
             raise ValueError(f"{out} was measured with {earlier}, not {settings}: use another output_dir.")
-    elif resume and Path(out, "clip_pretrain", "metrics.json").is_file():
+    elif resume and finished_metrics(os.path.join(out, "clip_pretrain")) is not None:
         raise ValueError(
             f"{out} has no bench_run.json to tell what it was measured with: use another output_dir."
         )
@@ -114,12 +115,11 @@ def _check_resumable(out: str, settings: dict, resume: bool) -> None:
 
 
 def _finished(folder: str, resume: bool) -> dict | None:
-    """The metrics.json an earlier run left in `folder` (written last, after the model), if resuming."""
-    path = Path(folder, "metrics.json")
-    if resume and path.is_file():
+    """The metrics of the run an earlier call finished in `folder`, if resuming (`finished_metrics`)."""
+    metrics = finished_metrics(folder) if resume else None
+    if metrics is not None:
         logger.info("robust FT bench: %s was finished by an earlier run", folder)
-        return json.loads(path.read_text())
-    return None
+    return metrics
 
 
 def run_robust_ft_seed(
