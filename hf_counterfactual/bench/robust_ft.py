@@ -86,10 +86,17 @@ def _scores(metrics: dict, key: str) -> dict:
     return {"id_acc": metrics[key]["id_accuracy"], "ood_acc": metrics[key]["ood_accuracy"]}
 
 
+def _masked_models(scale: str) -> dict[str, dict]:
+    """A scale's masked-image counterfactual FT models by name, each with the RobustFtConfig fields it sets."""
+    return {
+        f"masked_cf_{s}_{r}": {"masking_strategy": s, "masking_refill": r}
+        for s, r in SCALES[scale]["masking"]
+    }
+
+
 def scale_models(scale: str) -> list[str]:
     """The models a scale trains and scores, in the order it runs them (WiSE-FT comes with vanilla_ft)."""
-    names = ["zero_shot", "linear_probe", "vanilla_ft", "ft_distill"]
-    return names + [f"masked_cf_{s}_{r}" for s, r in SCALES[scale]["masking"]]
+    return ["zero_shot", "linear_probe", "vanilla_ft", "ft_distill", *_masked_models(scale)]
 
 
 def seed_settings(scale: str, seed: int, item_source: str) -> dict:
@@ -137,12 +144,11 @@ def run_robust_ft_seed(
     are loaded, not trained; their step_seconds are those measured then.
     """
     sc = SCALES[scale]
-    models = models or scale_models(scale)
-    unknown = set(models) - set(scale_models(scale))
+    every = scale_models(scale)
+    models = models or every
+    unknown = set(models) - set(every)
     if unknown:
-        raise ValueError(
-            f"scale {scale!r} has no model {sorted(unknown)}; it has {', '.join(scale_models(scale))}."
-        )
+        raise ValueError(f"scale {scale!r} has no model {sorted(unknown)}; it has {', '.join(every)}.")
     out = os.path.join(output_dir, f"seed{seed}")
     _check_resumable(out, seed_settings(scale, seed, item_source), resume)
     pretrain_cfg = ClipPretrainConfig(**sc.get("clip", {}))
@@ -167,9 +173,9 @@ def run_robust_ft_seed(
         data,
     )
     runs = {}
-    masking = {f"masked_cf_{s}_{r}": {"masking_strategy": s, "masking_refill": r} for s, r in sc["masking"]}
+    masking = _masked_models(scale)
     weight = {"distill_weight": sc["distill_weight"]} if "distill_weight" in sc else {}
-    for name in [m for m in scale_models(scale) if m in models]:
+    for name in [m for m in every if m in models]:
         variant = "masked_cf" if name.startswith("masked_cf") else name
         cfg = RobustFtConfig(
             base_model=base,
