@@ -36,6 +36,7 @@ from ..training.cgn_mask_encoder import fit_mask_encoder, mask_encoder_training_
 from ..training.cgn_trainer import CgnCollator, run_cgn
 from ..training.invariant_classifier import invariant_training_set, train_invariant_classifier
 from ..training.pat_config import TINY_RESNET
+from .resume import check_resumable
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ def run_cgn_variant(
     `seed + 1`, ...) and pools their counterfactuals; mask statistics are then their means, per-CGN
     figures lists, one per CGN. The figures also go to `output_dir/<variant>/results.json`. `resume`
     keeps what an earlier run into `output_dir` finished: the variant's results.json, or each CGN saved
-    with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint. `shapes` says
+    with its metrics.json; a CGN cut off mid-training goes on from its last checkpoint. The variant's
+    bench_run.json records what its CGNs were trained with (`check_resumable`). `shapes` says
     where the counterfactuals' shapes come from (see `SHAPES`); "encoder" fits a `CGNMaskEncoder` to each
     CGN (saved to its folder's `mask_encoder/`).
     """
@@ -301,11 +303,15 @@ def run_cgn_variant(
             )
         logger.info("CGN bench, %s: finished by an earlier run, figures from %s", variant, finished)
         return earlier["figures"]
-    if not resume and any(Path(out).glob("cgn*/checkpoints/checkpoint_*")):
+    checkpoints = any(Path(out).glob("cgn*/checkpoints/checkpoint_*"))
+    if not resume and checkpoints:
         raise ValueError(
             f"{out} holds CGN checkpoints of an earlier run: go on from them with resume=True "
             "(`bench cgn --resume`) or write to another output_dir."
         )
+    # what the CGNs themselves depend on (CGN j is trained with seed + j); the rest only scores them
+    trained = checkpoints or any(Path(out).glob("cgn*/metrics.json"))
+    check_resumable(out, {"scale": scale, "seed": seed, "items": item_source}, resume, trained)
     biased, oracle = benchmark_splits(variant, sc, seed, load_item_source(item_source))
     n = sc.get("classifier_num_train", sc["num_train"])  # the classifiers' share of the CGN's images
     scored = [DatasetDict({**d, "train": d["train"].select(range(n))}) for d in (biased, oracle)]

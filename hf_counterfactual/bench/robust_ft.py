@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from ..training.clip_pretrain_config import ClipPretrainConfig
 from ..training.clip_pretrain_trainer import run_clip_pretrain
 from ..training.robust_ft_config import RobustFtConfig
 from ..training.robust_ft_trainer import run_robust_ft
+from .resume import check_resumable
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +106,6 @@ def seed_settings(scale: str, seed: int, item_source: str) -> dict:
     return json.loads(json.dumps({"seed": seed, "items": item_source, **sc}))
 
 
-def _check_resumable(out: str, settings: dict, resume: bool) -> None:
-    """Record `settings` in `out/bench_run.json`; with `resume`, first refuse a folder measured with others."""
-    record = Path(out, "bench_run.json")
-    if resume and record.is_file():
-        earlier = json.loads(record.read_text())
-        if earlier != settings:
-            raise ValueError(f"{out} was measured with {earlier}, not {settings}: use another output_dir.")
-    elif resume and finished_metrics(os.path.join(out, "clip_pretrain")) is not None:
-        raise ValueError(
-            f"{out} has no bench_run.json to tell what it was measured with: use another output_dir."
-        )
-    os.makedirs(out, exist_ok=True)
-    record.write_text(json.dumps(settings, indent=1))
-
-
 def _finished(folder: str, resume: bool) -> dict | None:
     """The metrics of the run an earlier call finished in `folder`, if resuming (`finished_metrics`)."""
     metrics = finished_metrics(folder) if resume else None
@@ -150,7 +135,8 @@ def run_robust_ft_seed(
     if unknown:
         raise ValueError(f"scale {scale!r} has no model {sorted(unknown)}; it has {', '.join(every)}.")
     out = os.path.join(output_dir, f"seed{seed}")
-    _check_resumable(out, seed_settings(scale, seed, item_source), resume)
+    earlier_work = finished_metrics(os.path.join(out, "clip_pretrain")) is not None
+    check_resumable(out, seed_settings(scale, seed, item_source), resume, earlier_work)
     pretrain_cfg = ClipPretrainConfig(**sc.get("clip", {}))
     data = build_background_shift(
         BackgroundShiftConfig(

@@ -185,10 +185,13 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
         with pytest.raises(ValueError, match="was measured with .*'seed': 0.*, not .*'seed': 1"):
             run_cgn_benchmark("smoke", seed=1, resume=True, **kwargs)
 
-    # a trained CGN is loaded, not retrained; the classifiers run again
+    # a trained CGN is loaded, not retrained; the classifiers run again. Not a CGN of another seed: the folder
+    # records what its CGNs were trained with
     (tmp_path / "colored" / "results.json").unlink()
     with monkeypatch.context() as m:
         m.setattr(bench, "run_cgn", fail)
+        with pytest.raises(ValueError, match="colored was measured with .*'seed': 0.*, not .*'seed': 1"):
+            run_cgn_benchmark("smoke", seed=1, resume=True, **kwargs)
         again = run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"]
     assert again["cgn_train_seconds"] == first["cgn_train_seconds"]
     assert again["cgn_transfer_accuracy"] == first["cgn_transfer_accuracy"]
@@ -202,6 +205,12 @@ def test_bench_cgn_resume_keeps_what_an_earlier_run_finished(tmp_path, monkeypat
         resumed = run_cgn_benchmark("smoke", resume=True, **kwargs)["variants"]["colored"]
     assert resumed["cgn_transfer_accuracy"] == first["cgn_transfer_accuracy"]
     assert resumed["cgn_selected_step"] == first["cgn_selected_step"]
+
+    # trained CGNs in a folder that does not say what they were trained with are not resumed
+    (tmp_path / "colored" / "bench_run.json").unlink()
+    (tmp_path / "colored" / "results.json").unlink()
+    with pytest.raises(ValueError, match="has no bench_run.json to tell what it was measured with"):
+        run_cgn_benchmark("smoke", resume=True, **kwargs)
 
 
 def test_classifiers_may_score_a_share_of_the_images_the_cgn_trains_on(tmp_path, monkeypatch):
