@@ -15,7 +15,6 @@ output dir (`resume`) and run some of a scale's models only (`models`), so the f
 processes or device calls.
 """
 
-import json
 import logging
 import os
 import time
@@ -101,9 +100,9 @@ def scale_models(scale: str) -> list[str]:
 
 def seed_settings(scale: str, seed: int, item_source: str) -> dict:
     """What a seed's models are measured with: the scale's settings but its seeds and its list of masking
-    combinations, so that `medium` and `full` share their models (as JSON stores it)."""
+    combinations, so that `medium` and `full` share their models."""
     sc = {k: v for k, v in SCALES[scale].items() if k not in ("seeds", "masking")}
-    return json.loads(json.dumps({"seed": seed, "items": item_source, **sc}))
+    return {"seed": seed, "items": item_source, **sc}
 
 
 def _finished(folder: str, resume: bool) -> dict | None:

@@ -11,9 +11,8 @@ def test_records_settings_as_json_and_resumes_with_the_same(tmp_path):
     out = tmp_path / "seed0"
     check_resumable(str(out), {"seed": 0, "size": (8, 8)}, resume=False, earlier_work=False)
     assert json.loads((out / "bench_run.json").read_text()) == {"seed": 0, "size": [8, 8]}
-    check_resumable(
-        str(out), {"seed": 0, "size": (8, 8)}, resume=True, earlier_work=True
-    )  # a tuple is its list
+    # the tuple compares equal to the list the record holds
+    check_resumable(str(out), {"seed": 0, "size": (8, 8)}, resume=True, earlier_work=True)
 
 
 def test_resume_refuses_other_settings_and_work_without_a_record(tmp_path):
